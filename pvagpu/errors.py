@@ -1,0 +1,40 @@
+"""The exceptions pvagpu raises for bad input and bad configuration.
+
+Every error that a frame, a payload or a configuration can cause is a
+subclass of :class:`PvagpuError`, so the runtime can count it and go on
+with the next frame. They also derive from ``ValueError`` where the cause
+is a bad value, so callers that already catch ``ValueError`` keep working.
+"""
+
+
+class PvagpuError(Exception):
+    """Base class of every error pvagpu raises on purpose."""
+
+
+class FrameError(PvagpuError, ValueError):
+    """An NTNDArray that cannot be turned into an image: dimensions that
+    disagree with the data, an unsupported union member or colour mode."""
+
+
+class CodecError(PvagpuError, ValueError):
+    """A compressed payload that cannot be decoded or encoded."""
+
+
+class UnknownCodecError(CodecError):
+    """codec.name names a codec that pvagpu does not know."""
+
+
+class CorruptPayloadError(CodecError):
+    """A payload that is truncated, corrupt, or whose sizes disagree with
+    the NTNDArray's compressedSize / uncompressedSize / data type."""
+
+
+class ConfigurationError(PvagpuError, ValueError):
+    """A configuration value (processor args, command-line flag, output
+    directory, key file, ...) that cannot be used."""
+
+
+class OutputFileError(PvagpuError, OSError):
+    """An output file that cannot be written: a missing or unwritable
+    directory, a full disk, an image the file format cannot hold. The
+    message names the file and the cause."""

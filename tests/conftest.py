@@ -1,0 +1,92 @@
+"""Shared fixtures: PV Access confined to loopback on free ports.
+
+Every PVA test gets its own pair of ports, so tests never collide with each
+other or with a real control system, and never leave 127.0.0.1. Servers in
+several processes can share the same settings: the first binds the TCP port,
+the others fall back to a free one, and searches reach all of them through
+the shared UDP port.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def _free_port(kind):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_env():
+    """EPICS_PVA* settings for a private loopback PVA network."""
+    tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    return {
+        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVA_SERVER_PORT": str(tcp),
+        "EPICS_PVAS_SERVER_PORT": str(tcp),
+        "EPICS_PVA_BROADCAST_PORT": str(udp),
+        "EPICS_PVAS_BROADCAST_PORT": str(udp),
+    }
+
+
+@pytest.fixture
+def pva_env(monkeypatch):
+    """Loopback PVA settings, also exported to this process's environment
+    (p4p reads them when a Context or Server is created)."""
+    env = loopback_env()
+    for key, val in env.items():
+        monkeypatch.setenv(key, val)
+    return env
+
+
+def wait_for(condition, timeout=10.0, interval=0.02, message="condition"):
+    """Poll ``condition()`` until it is truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+class Processes:
+    """Starts subprocesses with the loopback environment and stops them all."""
+
+    def __init__(self, env):
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.procs = []
+
+    def start(self, *args, **kwargs):
+        proc = subprocess.Popen(list(args), env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def python(self, *args, **kwargs):
+        return self.start(sys.executable, *args, **kwargs)
+
+    def stop_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def processes(pva_env):
+    procs = Processes(pva_env)
+    yield procs
+    procs.stop_all()
