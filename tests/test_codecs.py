@@ -40,7 +40,7 @@ def make(kind, dtype, shape, seed=0):
     if kind.startswith("poisson"):
         return rng.poisson(float(kind[7:]), shape).astype(dtype)
     if dtype.kind == "f":
-        return (rng.standard_normal(shape) * 1e3).astype(dtype)
+        return rng.uniform(-1e3, 1e3, shape).astype(dtype)
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
 
