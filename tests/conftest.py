@@ -7,32 +7,13 @@ the others fall back to a free one, and searches reach all of them through
 the shared UDP port.
 """
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-
-def _free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def loopback_env():
-    """EPICS_PVA* settings for a private loopback PVA network."""
-    tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    return {
-        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_SERVER_PORT": str(tcp),
-        "EPICS_PVAS_SERVER_PORT": str(tcp),
-        "EPICS_PVA_BROADCAST_PORT": str(udp),
-        "EPICS_PVAS_BROADCAST_PORT": str(udp),
-    }
+from pvagpu.pva.loopback import loopback_env  # noqa: F401  (tests import it from here)
 
 
 @pytest.fixture

@@ -98,3 +98,13 @@ def encode(name: str, data: np.ndarray, **options) -> np.ndarray:
 
 for _module in _MODULES:
     importlib.import_module(f"{__name__}.{_module}")
+
+
+def warm_up() -> None:
+    """Encode and decode a tiny frame with every codec, so that one-time
+    costs (imports, numba compilation of the bslz4 framing check) are paid
+    now and not by the first frames of a stream."""
+    sample = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    for name in names():
+        data = sample.astype(np.uint8) if name == "jpeg" else sample
+        decode(name, encode(name, data), data.dtype, data.nbytes)
