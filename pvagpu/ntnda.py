@@ -236,24 +236,81 @@ def color_mode_of(value: Value) -> ColorMode:
     return ColorMode.MONO
 
 
-def _decoded_pixels(value: Value, flat: np.ndarray, n_elements: int) -> np.ndarray:
-    """The uncompressed pixels of a frame whose codec.name is set."""
+def compressed_payload(value: Value):
+    """``(payload, dtype, uncompressed_size)`` of a frame whose codec.name is
+    set, after checking codec.parameters, compressedSize and
+    uncompressedSize against the payload and the dimensions
+    (CorruptPayloadError naming what disagrees)."""
     name = value["codec.name"]
     param = value["codec.parameters"]
     if param is None:
         raise CorruptPayloadError(f"codec {name!r} frame without codec.parameters (data type)")
     dtype = info_for_pv_type(param).dtype
+    n_elements = int(np.prod(pixel_shape(value), dtype=np.int64))
     size = int(value["uncompressedSize"])
     if size != n_elements * dtype.itemsize:
         raise CorruptPayloadError(
             f"uncompressedSize {size} disagrees with dimensions ({n_elements} x "
             f"{dtype.itemsize}-byte {dtype.name} = {n_elements * dtype.itemsize})")
-    compressed = codecs.as_bytes(flat)
+    compressed = codecs.as_bytes(payload(value)[0])
     declared = int(value["compressedSize"])
     if declared != compressed.nbytes:
         raise CorruptPayloadError(
             f"compressedSize {declared} disagrees with the payload length {compressed.nbytes}")
-    return codecs.decode(name, compressed, dtype, size)
+    return compressed, dtype, size
+
+
+def pixel_shape(value: Value) -> tuple:
+    """Numpy shape (slowest axis first) of the uncompressed pixels: the
+    reversed ``dimension[].size``; FrameError for a negative size."""
+    shape = tuple(int(d["size"]) for d in reversed(value["dimension"]))
+    if any(n < 0 for n in shape):
+        raise FrameError(f"negative dimension in {shape[::-1]}")
+    return shape
+
+
+def image_from_pixels(flat, value: Value, xp=np):
+    """The uncompressed 1-D pixels ``flat`` of ``value`` as ``(ny, nx)`` or
+    ``(ny, nx, 3)`` per its dimensions and ColorMode: ``(image, mode)``.
+
+    ``xp`` is the array module of ``flat`` (numpy, or cupy for device
+    arrays); the result is a view. FrameError when the dimensions disagree
+    with the data or the colour mode."""
+    shape = pixel_shape(value)
+    n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if flat.size != n_elements:
+        raise FrameError(f"dimensions {shape[::-1]} need {n_elements} elements, "
+                         f"the payload holds {flat.size}")
+    mode = color_mode_of(value)
+    if mode not in _COLOR_AXIS:
+        if len(shape) != 2:
+            raise FrameError(f"colour mode {mode.name} needs 2 dimensions, got {shape[::-1]}")
+        return flat.reshape(shape), mode
+    axis = _COLOR_AXIS[mode]
+    if len(shape) != 3 or shape[axis] != 3:
+        raise FrameError(f"colour mode {mode.name} needs 3 dimensions with 3 colours at "
+                         f"AD dimension {2 - axis}, got {shape[::-1]}")
+    name = value["codec.name"]
+    if name and getattr(codecs.get(name), "interleaves_color", False):
+        # decoded jpeg is pixel-interleaved whatever the mode says
+        shape = tuple(np.delete(shape, axis)) + (3,)
+        axis = _COLOR_AXIS[ColorMode.RGB1]
+    return xp.moveaxis(flat.reshape(shape), axis, 2), mode
+
+
+def frame_of(value: Value, image, mode: ColorMode) -> Frame:
+    """A :class:`Frame` of ``image`` with the metadata of ``value``."""
+    return Frame(
+        image=image,
+        unique_id=int(value["uniqueId"]),
+        color_mode=mode,
+        codec=value["codec.name"],
+        time_stamp=TimeStamp(*(value[f"timeStamp.{k}"] for k in TimeStamp._fields)),
+        data_time_stamp=TimeStamp(*(value[f"dataTimeStamp.{k}"] for k in TimeStamp._fields)),
+        dimension=value["dimension"],
+        attributes=value["attribute"],
+        descriptor=value["descriptor"] if "descriptor" in value else "",
+    )
 
 
 def frame_from_value(value: Value) -> Frame:
@@ -262,42 +319,12 @@ def frame_from_value(value: Value) -> Frame:
     Raises :class:`FrameError` for dimensions that disagree with the data or
     an unsupported colour mode, and :class:`pvagpu.errors.CodecError` for an
     unknown codec or a corrupt payload."""
-    dims = value["dimension"]
-    shape = tuple(int(d["size"]) for d in reversed(dims))  # numpy order: slowest first
-    if any(n < 0 for n in shape):
-        raise FrameError(f"negative dimension in {shape[::-1]}")
-    n_elements = int(np.prod(shape, dtype=np.int64)) if shape else 0
-    flat, _ = payload(value)
     if value["codec.name"]:
-        flat = _decoded_pixels(value, flat, n_elements)
-    if flat.size != n_elements:
-        raise FrameError(f"dimensions {shape[::-1]} need {n_elements} elements, "
-                         f"the value union holds {flat.size}")
-    mode = color_mode_of(value)
-    if mode in _COLOR_AXIS:
-        axis = _COLOR_AXIS[mode]
-        if len(shape) != 3 or shape[axis] != 3:
-            raise FrameError(f"colour mode {mode.name} needs 3 dimensions with 3 colours at "
-                             f"AD dimension {2 - axis}, got {shape[::-1]}")
-        if value["codec.name"] and getattr(codecs.get(value["codec.name"]), "interleaves_color", False):
-            axis = _COLOR_AXIS[ColorMode.RGB1]  # decoded jpeg is pixel-interleaved whatever the mode
-            shape = tuple(np.delete(shape, _COLOR_AXIS[mode])) + (3,)
-        image = np.moveaxis(flat.reshape(shape), axis, 2)
-    elif len(shape) != 2:
-        raise FrameError(f"colour mode {mode.name} needs 2 dimensions, got {shape[::-1]}")
+        flat = codecs.decode(value["codec.name"], *compressed_payload(value))
     else:
-        image = flat.reshape(shape)
-    return Frame(
-        image=image,
-        unique_id=int(value["uniqueId"]),
-        color_mode=mode,
-        codec=value["codec.name"],
-        time_stamp=TimeStamp(*(value[f"timeStamp.{k}"] for k in TimeStamp._fields)),
-        data_time_stamp=TimeStamp(*(value[f"dataTimeStamp.{k}"] for k in TimeStamp._fields)),
-        dimension=dims,
-        attributes=value["attribute"],
-        descriptor=value["descriptor"] if "descriptor" in value else "",
-    )
+        flat = payload(value)[0]
+    image, mode = image_from_pixels(flat, value)
+    return frame_of(value, image, mode)
 
 
 def _ad_layout(image: np.ndarray, color_mode: ColorMode) -> np.ndarray:

@@ -15,6 +15,6 @@ __all__ = list(PvType.__members__)
 
 # pvapy processors catch ``pva.QueueEmpty`` around metadataQueueMap[...].get();
 # pvagpu's metadata queues raise queue.Empty, exported under the same name.
-from queue import Empty as QueueEmpty  # noqa: E402
+from queue import Empty as QueueEmpty  # noqa: E402,F401  (re-exported)
 
 __all__.append("QueueEmpty")

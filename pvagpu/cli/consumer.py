@@ -1,0 +1,298 @@
+"""pvagpu-consumer: run a processor on an area-detector (NTNDArray) PVA stream.
+
+The flags are pvapy-hpc-consumer's where the concept is the same, so a
+pvapy command line works after renaming the command. Processor arguments
+are JSON (never evaluated as Python).
+
+Exit status: 0 after a clean stop (runtime reached, control-channel stop,
+SIGINT or SIGTERM); 2 for a bad command line or configuration (bad JSON,
+a processor file or class that cannot be loaded, ...); 1 for a failure at
+run time.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from ..errors import ConfigurationError
+from ..report import SECTIONS, parse_report_stats
+
+EPILOG = """\
+examples:
+  # statistics of every frame of a pvapy simulation server, printed every 5 s
+  pvagpu-consumer -ic pvapy:image -pf examples/frame_stats.py -pc FrameStatsProcessor \\
+      -pa '{"threshold": 10}' -rp 5 -dc
+
+  # republish frames with status and control channels named pvapy:consumer:1:*
+  pvagpu-consumer -ic 13SIM1:Pva1:Image -oc _ -sc _ -cc _ -rqs 500 -sqs 100
+
+  # a processor class from an installed module, run for one minute
+  pvagpu-consumer -ic det:image -pc pvagpu.processors:FrameCounter -rt 60
+
+  # talk to a running consumer through its control channel (p4p or pvput)
+  python -m p4p.client.cli put pvapy:consumer:1:control \\
+      'command=configure' 'args={"threshold": 20}'
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pvagpu-consumer", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("-ic", "--input-channel", required=True, metavar="NAME",
+      help="input PVA channel (NTNDArray) to monitor; '*' becomes the consumer id. "
+           "Example: -ic 13SIM1:Pva1:Image")
+    a("-oc", "--output-channel", metavar="NAME",
+      help="output channel served by this consumer, where the processor publishes "
+           "(updateOutputChannel); '_' means pvapy:consumer:<id>:output, '*' becomes the id. "
+           "Example: -oc proc:*:image")
+    a("-sc", "--status-channel", metavar="NAME",
+      help="status channel with the statistics (pvapy's structure plus pvagpu fields); "
+           "'_' means pvapy:consumer:<id>:status. Example: -sc _")
+    a("-cc", "--control-channel", metavar="NAME",
+      help="control channel accepting the commands configure, reset_stats, get_stats and "
+           "stop; '_' means pvapy:consumer:<id>:control. Example: -cc _")
+    a("-pf", "--processor-file", metavar="FILE",
+      help="Python file that defines the processor class named by -pc. "
+           "Example: -pf examples/frame_stats.py -pc FrameStatsProcessor")
+    a("-pc", "--processor-class", metavar="CLASS",
+      help="processor class: a class name with -pf, else module:Class or module.Class; "
+           "without it frames pass through to the output channel. "
+           "Example: -pc pvagpu.processors:FrameCounter")
+    a("-pa", "--processor-args", metavar="JSON",
+      help="JSON object given to the processor's constructor (configDict), with the "
+           "framework's keys added. Example: -pa '{\"threshold\": 10}'")
+    a("-of", "--oid-field", default="uniqueId", metavar="FIELD",
+      help="object id field used to count missed frames (default: %(default)s). "
+           "Example: -of uniqueId")
+    a("-oo", "--oid-offset", type=int, default=0, metavar="N",
+      help="id step between consecutive frames meant for this consumer; <= 0 means 1 "
+           "(every frame). Example: -oo 4 when 4 consumers share frames round-robin")
+    a("-siu", "--skip-initial-updates", type=int, default=1, metavar="N",
+      help="number of first updates not processed, e.g. the value that the server sends "
+           "on connect (default: %(default)s). Example: -siu 0 behind another consumer")
+    a("-sqs", "--server-queue-size", type=int, default=0, metavar="N",
+      help="monitor queue on the server (record[queueSize=N]); 0 leaves the server's "
+           "default. Example: -sqs 100")
+    a("-rqs", "--receiver-queue-size", type=int, default=0, metavar="N",
+      help="<= 0 (default): process each frame on the PVA client thread as it arrives "
+           "(pvapy's -rqs -1, the fastest path); the frames arriving meanwhile wait in the "
+           "monitor queue (-sqs), and what overflows it shows as missed. > 0: a queue of N "
+           "frames between receiving and processing; when full, new frames are dropped and "
+           "counted as overruns (-ao uses a queue of "
+           f"{_default_queue_size()} unless N is given). Example: -rqs 1000")
+    a("-ao", "--accumulate-objects", type=int, default=0, metavar="N",
+      help="process frames in batches of up to N (processBatch(list) if the processor has "
+           "it, else process() on each); <= 1 processes one at a time. Example: -ao 16")
+    a("-at", "--accumulation-timeout", type=float, default=1.0, metavar="SECONDS",
+      help="with -ao, process a smaller batch when N frames have not arrived within this "
+           "time of the first (default: %(default)s). Example: -at 0.5")
+    a("-mc", "--metadata-channels", metavar="LIST",
+      help="comma-separated metadata channels, pva://NAME or ca://NAME (a bare NAME is CA); "
+           "the processor reads them from metadataQueueMap[NAME]. "
+           "Example: -mc pva://x:position,ca://x:energy")
+    a("-rt", "--runtime", type=float, default=0.0, metavar="SECONDS",
+      help="stop after this many seconds; <= 0 runs until stopped. Example: -rt 60")
+    a("-rp", "--report-period", type=float, default=0.0, metavar="SECONDS",
+      help="show the statistics every this many seconds (live table on a terminal, one log "
+           "line otherwise or with -dc); <= 0 shows only the summary at exit. Example: -rp 5")
+    a("-rs", "--report-stats", default="all", metavar="LIST",
+      help=f"statistics groups to show: comma list of {', '.join(SECTIONS)} or all "
+           f"(default: %(default)s). Example: -rs receiver,processor")
+    a("-ll", "--log-level", metavar="LEVEL", type=str.upper,
+      choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+      help="log level (default: warnings and errors only). Example: -ll info")
+    a("-lf", "--log-file", metavar="FILE",
+      help="write the log to this file instead of standard error. Example: -lf consumer.log")
+    a("-id", "--consumer-id", type=int, default=1, metavar="ID",
+      help="consumer id, used in '*' and '_' channel names and given to the processor as "
+           "processorId (default: %(default)s). Example: -id 3")
+    a("-nc", "--n-consumers", type=int, default=1, metavar="N",
+      help="run N consumers as N processes with ids id..id+N-1; each receives EVERY frame "
+           "(there is no distributor; use -oo and a server-side distributor to share them) "
+           "and needs '*' in its channel names to keep them apart. Example: -nc 4 -sc 'c:*:status'")
+    a("-dc", "--disable-curses", action="store_true",
+      help="no live table: plain periodic log lines even on a terminal")
+    return p
+
+
+def _default_queue_size() -> int:
+    from ..pva.receiver import DEFAULT_QUEUE_SIZE
+    return DEFAULT_QUEUE_SIZE
+
+
+def _setup_logging(level: str | None, log_file: str | None) -> None:
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level) if level else logging.WARNING)
+
+
+def _consumer_from_args(args):
+    """Build the processor and the Consumer (ConfigurationError if bad)."""
+    from ..consumer import (Consumer, INPUT_MODE_PVA, OUTPUT_MODE_PVAS, channel_name,
+                            load_processor_class, make_processor, parse_processor_args)
+    report_stats = parse_report_stats(args.report_stats)
+    processor_args = parse_processor_args(args.processor_args)
+    cls = load_processor_class(args.processor_file, args.processor_class)
+    cid = args.consumer_id
+    config = dict(processor_args)
+    config.update({
+        "processorId": cid,
+        "inputChannel": channel_name(args.input_channel, "input", cid),
+        "inputMode": INPUT_MODE_PVA,
+        "inputArgs": None,
+        "outputChannel": channel_name(args.output_channel, "output", cid),
+        "outputMode": OUTPUT_MODE_PVAS,
+        "outputArgs": None,
+        "objectIdField": args.oid_field,
+        "skipInitialUpdates": args.skip_initial_updates,
+        "objectIdOffset": args.oid_offset if args.oid_offset > 0 else 1,
+        "nSequentialUpdates": 1,
+        "fieldRequest": "",
+    })
+    processor = make_processor(cls, config)
+    if args.metadata_channels:
+        from ..pva.metadata import parse_specs
+        metadata = parse_specs(args.metadata_channels)
+    else:
+        metadata = None
+    return Consumer(
+        args.input_channel, processor, consumer_id=cid,
+        output_channel=args.output_channel, status_channel=args.status_channel,
+        control_channel=args.control_channel, oid_field=args.oid_field,
+        oid_offset=args.oid_offset, skip_initial_updates=args.skip_initial_updates,
+        server_queue_size=args.server_queue_size, receiver_queue_size=args.receiver_queue_size,
+        accumulate_objects=args.accumulate_objects,
+        accumulation_timeout=args.accumulation_timeout, metadata_channels=metadata,
+        runtime=args.runtime, report_period=args.report_period, report_stats=report_stats,
+        disable_curses=args.disable_curses or bool(args.log_level and not args.log_file))
+
+
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _tune_malloc() -> None:
+    """Keep received frames in the heap instead of fresh mmaps.
+
+    pvxs allocates every received array with malloc; above glibc's mmap
+    threshold each one gets fresh pages (page faults, zeroing by the
+    kernel) and gives them back when freed. Serving frames of up to 32 MiB
+    from the heap, and keeping up to 128 MiB of freed heap, cut the minor
+    faults per 2048x2048 uint16 frame from ~200 to ~30 and the CPU time by
+    ~10 % (benchmarks/throughput.py). Process-wide, hence done here and not
+    in the library. PVAGPU_MALLOPT=0 leaves malloc alone; no-op without
+    glibc."""
+    if os.environ.get("PVAGPU_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
+
+
+def _run_one(args) -> int:
+    _tune_malloc()
+    try:
+        consumer = _consumer_from_args(args)
+    except ConfigurationError as exc:
+        print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
+        return 2
+    from ..report import summary_line
+
+    def on_signal(signum, frame):
+        consumer.request_stop()
+        # a second signal ends the process the ordinary way
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stats = consumer.run()
+    except ConfigurationError as exc:
+        consumer.shutdown()
+        print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        logging.getLogger("pvagpu.consumer").exception("consumer failed")
+        consumer.shutdown()
+        print(f"pvagpu-consumer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    print(summary_line(stats), flush=True)
+    return 0
+
+
+def _child_argv(parser, args, consumer_id: int) -> list:
+    """Command line of one child consumer (-nc 1, its own id, no curses)."""
+    argv = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "n_consumers", "consumer_id",
+                                                        "disable_curses"):
+            continue
+        value = getattr(args, action.dest)
+        if value is None or value == action.default and action.dest != "input_channel":
+            continue
+        option = action.option_strings[-1]
+        argv += [f"{option}={value}"]
+    return argv + [f"--consumer-id={consumer_id}", "--n-consumers=1", "--disable-curses"]
+
+
+def _run_many(parser, args) -> int:
+    """-nc N: N child processes, each a full consumer receiving every frame."""
+    try:  # check the configuration once, before starting N processes
+        parse_report_stats(args.report_stats)
+        from ..consumer import load_processor_class, parse_processor_args
+        parse_processor_args(args.processor_args)
+        load_processor_class(args.processor_file, args.processor_class)
+    except ConfigurationError as exc:
+        print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
+        return 2
+    children = []
+    for cid in range(args.consumer_id, args.consumer_id + args.n_consumers):
+        argv = [sys.executable, "-m", "pvagpu.cli.consumer"] + _child_argv(parser, args, cid)
+        children.append(subprocess.Popen(argv, env=os.environ.copy()))
+
+    def forward(signum, frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    print(f"pvagpu-consumer: {len(children)} consumers finished, exit codes "
+          f"{', '.join(map(str, codes))}", flush=True)
+    return max(codes, key=abs) if any(codes) else 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level, args.log_file)
+    if args.n_consumers < 1:
+        parser.error("--n-consumers must be at least 1")
+    if args.n_consumers > 1:
+        return _run_many(parser, args)
+    return _run_one(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The consumer's PVA server and its output channel.
+
+:class:`LocalServer` is the one p4p server of a consumer: it hosts the
+output, status and control channels (and records that processors add, with
+pvapy's ``addRecord`` / ``update`` / ``removeRecord`` names, so that it can be
+a processor's ``pvaServer``). It binds its port only when the first record is
+added.
+
+:class:`Publisher` is the output channel: the object a processor's
+``dataPublisher`` is, with ``updateOutputChannel(value)``. Its record is
+created from the first object (the processor's ``getOutputPvObjectType``
+of the first input, as pvapy does) and every later object is posted to it;
+posting a received ``Value`` shares its arrays, it copies no pixels.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from p4p import Type, Value
+from p4p.server import Server, StaticProvider
+from p4p.server.thread import SharedPV
+
+from ..stats import ErrorLog, PublisherCounters
+
+log = logging.getLogger(__name__)
+
+
+def _as_value(obj) -> Value:
+    """A p4p Value for a record's first object: a Value, a Type, or a list of
+    (name, type code) pairs."""
+    if isinstance(obj, Value):
+        return obj
+    if isinstance(obj, Type):
+        return Value(obj, {})
+    return Value(Type(list(obj)), {})
+
+
+class LocalServer:
+    """The consumer's p4p server (started on the first record)."""
+
+    def __init__(self, name: str = "pvagpu"):
+        self._provider = StaticProvider(name)
+        self._server = None
+        self._pvs = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, pv: SharedPV) -> SharedPV:
+        """Serve ``pv`` as ``name``."""
+        with self._lock:
+            if name in self._pvs:
+                raise ValueError(f"channel {name!r} is already served by this consumer")
+            self._provider.add(name, pv)
+            self._pvs[name] = pv
+            if self._server is None:
+                self._server = Server(providers=[self._provider])
+        return pv
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            pv = self._pvs.pop(name, None)
+            if pv is not None:
+                self._provider.remove(name)
+                pv.close()
+
+    @property
+    def channels(self) -> list:
+        return sorted(self._pvs)
+
+    def stop(self) -> None:
+        with self._lock:
+            for name, pv in list(self._pvs.items()):
+                self._provider.remove(name)
+                pv.close()
+            self._pvs.clear()
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+
+    # pvapy PvaServer names, for processors that add their own records
+    def addRecord(self, name, pvObject, onWriteCallback=None):
+        pv = SharedPV(initial=_as_value(pvObject))
+        if onWriteCallback is not None:
+            @pv.put
+            def _on_put(shared, op):
+                try:
+                    shared.post(op.value())
+                    onWriteCallback(shared.current())
+                    op.done()
+                except Exception as exc:  # reported to the client
+                    op.done(error=str(exc))
+        self.add(name, pv)
+
+    def removeRecord(self, name):
+        self.remove(name)
+
+    def hasRecord(self, name):
+        return name in self._pvs
+
+    def update(self, name, pvObject):
+        self._pvs[name].post(pvObject)
+
+
+class Publisher:
+    """The output channel; ``updateOutputChannel(value)`` publishes."""
+
+    def __init__(self, server: LocalServer, channel: str):
+        self.server = server
+        self.channel = channel
+        self.counters = PublisherCounters()
+        self._pv = None
+        self._type = None
+        self._errors = ErrorLog(log)
+
+    @property
+    def is_open(self) -> bool:
+        return self._pv is not None
+
+    def open(self, first) -> None:
+        """Create the record from ``first`` (a Value, a Type or a field list)."""
+        if self._pv is not None:
+            return
+        initial = _as_value(first)
+        self._type = initial.type()
+        try:
+            pv = SharedPV(initial=initial)
+        except (RuntimeError, ValueError, TypeError):
+            # e.g. an NTNDArray whose value union is still unselected (a
+            # source's empty initial record): the record starts empty
+            pv = SharedPV(initial=Value(self._type, {}))
+        self._pv = self.server.add(self.channel, pv)
+        log.info("serving output channel %s", self.channel)
+
+    def updateOutputChannel(self, value) -> None:
+        """Publish ``value`` (a Value, or a dict of fields of the record)."""
+        try:
+            if self._pv is None:
+                self.open(value)
+            elif not isinstance(value, Value):
+                value = Value(self._type, value)
+            self._pv.post(value)
+            self.counters.n_published += 1
+        except Exception as exc:  # counted, the stream goes on
+            self.counters.n_errors += 1
+            self._errors("publish", "output channel %s: cannot publish: %s: %s",
+                         self.channel, type(exc).__name__, exc)
+
+    def reset_stats(self) -> None:
+        self.counters.reset()
+
+    def close(self) -> None:
+        if self._pv is not None:
+            self.server.remove(self.channel)
+            self._pv = None

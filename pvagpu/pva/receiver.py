@@ -1,0 +1,247 @@
+"""Receiver: a p4p monitor on the input channel, drained on the PVA thread.
+
+p4p's raw client calls :meth:`Receiver._drain` on the PVA client's network
+thread whenever the subscription's FIFO (pvxs) goes from empty to
+non-empty. ``_drain`` pops every update there is; for each frame it counts
+it, does the missed-frame accounting on the object id and hands
+``(objectId, value)`` on, still on that thread and in order:
+
+direct (``deliver`` given; the consumer's default, as pvapy's -rqs -1)
+    ``deliver(objectId, value)`` processes the frame right there. No thread
+    hand-off: this is the cheapest path through p4p (measured, see
+    benchmarks/throughput.py). The bound on memory is the monitor queue:
+    ``record[queueSize=N]`` (-sqs) sizes pvxs's FIFO and the server's
+    queue; while a frame is processed the next ones wait there, and when
+    they overflow the server or pvxs squash updates, which shows as gaps in
+    uniqueId: counted as missed, never hidden.
+queued (no ``deliver``)
+    ``(objectId, value)`` goes on the bounded queue ``self.queue`` for a
+    processing thread; when it holds ``max_queued`` items the update is
+    dropped and counted as an overrun. It never blocks.
+
+Nothing is copied: ``value`` is the p4p ``Value`` as received, whose arrays
+are NumPy views of the received buffer.
+
+The first ``skip`` updates (the connect-time snapshot) are handed on as
+``(SKIPPED, value)``: not processed, but the consumer may create its output
+channel from them, as pvapy does.
+
+Connection: p4p reconnects by itself when the server goes away and comes
+back; the receiver counts disconnects and connects, drops the snapshot that
+a reconnect delivers if it repeats the last frame already received, and
+counts the frames that the source published meanwhile as missed (id gaps).
+A subscription that the server finishes is opened again.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import threading
+
+from p4p import Value
+from p4p.client import raw
+from p4p.client.raw import Disconnected, Finished
+
+from ..stats import IdTracker, ReceiverCounters
+
+#: Marker in the object id position of a skipped update.
+SKIPPED = object()
+
+#: Queue bound used when --receiver-queue-size is not positive (queued delivery).
+DEFAULT_QUEUE_SIZE = 256
+
+#: Set to 0 to let each callback of the PVA thread create and destroy its
+#: Python thread state, as p4p does by itself (see _keep_thread_state).
+KEEP_THREAD_STATE = os.environ.get("PVAGPU_KEEP_THREAD_STATE", "1") != "0"
+
+_RESUBSCRIBE_DELAY = 0.5
+
+log = logging.getLogger(__name__)
+
+
+def _keep_thread_state() -> None:
+    """Keep this (non-Python) thread's Python thread state alive.
+
+    p4p enters Python from the PVA thread with PyGILState_Ensure and leaves
+    with PyGILState_Release, which creates and destroys a thread state (and
+    mmaps and unmaps its 16 KiB frame stack) on every callback. One extra
+    Ensure, never released, makes the later pairs plain counter updates.
+    Called with the GIL held, from the callback itself."""
+    ctypes.pythonapi.PyGILState_Ensure()
+
+
+class Receiver:
+    """Monitor ``channel``; hand each update to ``deliver`` or, without
+    one, to the bounded queue ``self.queue``.
+
+    Items are ``(objectId, value)``; objectId is None when the value lacks
+    ``oid_field`` (missed-frame accounting is then off), :data:`SKIPPED` for
+    skipped initial updates. ``deliver`` must not raise (an exception is
+    counted as a receiver error and the update is lost)."""
+
+    def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
+                 skip_initial_updates: int = 1, server_queue_size: int = 0,
+                 queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None):
+        self.channel = channel
+        self.oid_field = oid_field
+        self.skip = max(0, int(skip_initial_updates))
+        self.server_queue_size = int(server_queue_size)
+        self.deliver = deliver
+        self.max_queued = int(queue_size) if queue_size and queue_size > 0 else DEFAULT_QUEUE_SIZE
+        self.queue = queue.SimpleQueue()
+        self.counters = ReceiverCounters()
+        self.ids = IdTracker(oid_offset)
+        self.connected = False
+        self._resync = False
+        self._warned_no_oid = False
+        self._context = None
+        self._sub = None
+        self._pop = None
+        self._kept_threads = set()
+        self._lock = threading.Lock()
+        self._stopped = True
+
+    # -- life cycle ---------------------------------------------------------
+
+    @property
+    def request(self) -> str:
+        """The pvRequest string: ``record[queueSize=N]`` when a server queue
+        size is given (as pvapy's -sqs), all fields."""
+        size = self.server_queue_size
+        return (f"record[queueSize={size}]" if size > 0 else "") + "field()"
+
+    @property
+    def queue_length(self) -> int:
+        return 0 if self.deliver is not None else self.queue.qsize()
+
+    def start(self) -> None:
+        with self._lock:
+            if not self._stopped:
+                return
+            self._stopped = False
+            # Values as received (not unwrapped); EPICS_PVA_* from the environment
+            self._context = raw.Context("pva", nt=False, useenv=True)
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        sub = self._context.monitor(self.channel, self._drain, self.request)
+        # The C++ pop: the Python wrapper's per-update assertion and type
+        # unwrapping (a no-op with nt=False) cost more than the pop itself.
+        self._pop = getattr(super(raw.Subscription, sub), "pop", sub.pop)
+        self._sub = sub
+
+    def _resubscribe(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            if self._sub is not None:
+                self._sub.close()
+            self._subscribe()
+
+    def stop(self) -> None:
+        """Close the subscription; nothing is delivered or queued after
+        this returns."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._sub is not None:
+                self._sub.close()
+                self._sub = None
+            self._context.close()
+            self._context = None
+        self.connected = False
+
+    # -- statistics ------------------------------------------------------------
+
+    def reset_stats(self) -> None:
+        self.counters.reset()
+        self.ids.restart()
+
+    # -- the PVA thread ------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """The FIFO became non-empty: take everything it holds."""
+        if KEEP_THREAD_STATE:
+            thread = threading.get_ident()
+            if thread not in self._kept_threads:
+                self._kept_threads.add(thread)
+                _keep_thread_state()
+        pop = self._pop
+        on_value = self._on_value
+        while not self._stopped:
+            update = pop()
+            if update is None:
+                return                    # empty: called again on the next update
+            if type(update) is Value:
+                on_value(update)
+            else:
+                self._on_event(update)
+
+    def _on_value(self, value) -> None:
+        c = self.counters
+        c.n_received += 1
+        if not self.connected:
+            self.connected = True
+            c.n_connects += 1
+        if self.skip > 0:
+            self.skip -= 1
+            c.n_skipped += 1
+            oid = SKIPPED
+        else:
+            try:
+                oid = value[self.oid_field]
+            except (KeyError, ValueError):
+                oid = self._no_oid()
+            if self._resync:
+                self._resync = False
+                if oid is not None and oid == self.ids.last_id:
+                    c.n_repeated += 1  # the reconnect snapshot of a frame we have
+                    return
+            if oid is not None:
+                c.n_missed += self.ids.update(oid)
+        deliver = self.deliver
+        if deliver is not None:
+            c.n_accepted += 1
+            try:
+                deliver(oid, value)
+            except Exception as exc:  # noqa: BLE001 - the stream must go on
+                c.n_errors += 1
+                log.error("%s: delivering update %s failed: %s: %s", self.channel, oid,
+                          type(exc).__name__, exc)
+            return
+        q = self.queue
+        if q.qsize() >= self.max_queued:
+            c.n_overruns += 1
+            return
+        q.put((oid, value))
+        c.n_accepted += 1
+
+    def _no_oid(self):
+        if not self._warned_no_oid:
+            self._warned_no_oid = True
+            log.warning("%s: updates have no field %r; missed-frame accounting is off",
+                        self.channel, self.oid_field)
+        return None
+
+    def _on_event(self, event: Exception) -> None:
+        if isinstance(event, Disconnected):
+            if self.connected:
+                self.connected = False
+                self.counters.n_disconnects += 1
+                self._resync = True
+                log.warning("%s: disconnected; waiting for the server to come back", self.channel)
+        elif isinstance(event, Finished):
+            if self.connected:
+                self.connected = False
+                self.counters.n_disconnects += 1
+            self._resync = True
+            log.warning("%s: the server closed the subscription; subscribing again", self.channel)
+            timer = threading.Timer(_RESUBSCRIBE_DELAY, self._resubscribe)
+            timer.daemon = True
+            timer.start()
+        else:
+            self.counters.n_errors += 1
+            log.warning("%s: monitor error: %s", self.channel, event)

@@ -1,0 +1,148 @@
+"""The status channel: the consumer's statistics as a PVA record.
+
+The structure is pvapy's (INTEROP 3.6; structure ID ``structure``):
+consumerId, inputChannel, objectId (counts status publications),
+objectTime, objectTimestamp (time_t), then receiverStats, publisherStats,
+queueStats and processorStats with pvapy's fields and types, then userStats
+(the keys and types of the processor's ``getStatsPvaTypes()``; only those
+keys are published) and one ``metadataStats_<n>`` per metadata channel.
+pvagpu's extra fields (see :data:`pvagpu.stats.STATS_TYPES`) follow pvapy's
+inside each group, so a client written for pvapy's record reads the same
+fields by the same names.
+
+Unlike pvapy 5.6, ``metadataStats_<n>`` carries the channel's real counts.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from p4p import Type, Value
+from p4p.server.thread import SharedPV
+
+from ..ntnda import p4p_code
+from ..stats import GROUPS, PVAPY_KEY_COUNT, STATS_TYPES
+from .metadata import status_type_spec
+
+log = logging.getLogger(__name__)
+
+#: EPICS time_t, as pvapy's PvTimeStamp.
+TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
+
+HEADER_FIELDS = [
+    ("consumerId", "I"),
+    ("inputChannel", "s"),
+    ("objectId", "I"),
+    ("objectTime", "d"),
+    ("objectTimestamp", TIME_T),
+]
+
+_INT_RANGES = {"b": (-2**7, 2**7 - 1), "h": (-2**15, 2**15 - 1), "i": (-2**31, 2**31 - 1),
+               "l": (-2**63, 2**63 - 1), "B": (0, 2**8 - 1), "H": (0, 2**16 - 1),
+               "I": (0, 2**32 - 1), "L": (0, 2**64 - 1)}
+
+
+def user_stats_fields(pva_types: dict | None) -> list:
+    """(name, p4p code) for a processor's ``getStatsPvaTypes()`` result;
+    pvapy constants (``pva.UINT``) and p4p codes (``'I'``) are both accepted,
+    keys whose type is not a scalar type are left out with a warning."""
+    fields = []
+    for key, pva_type in (pva_types or {}).items():
+        try:
+            fields.append((str(key), p4p_code(pva_type)))
+        except (ValueError, TypeError) as exc:
+            log.warning("userStats key %r left out of the status channel: %s", key, exc)
+    return fields
+
+
+def status_fields(user_fields=(), metadata_ids=(), extras: bool = True) -> list:
+    """The status record's fields (p4p type spec). ``extras=False`` gives
+    exactly pvapy's structure."""
+    fields = list(HEADER_FIELDS)
+    for group in GROUPS:
+        group_fields = STATS_TYPES[group]
+        if not extras:
+            group_fields = group_fields[:PVAPY_KEY_COUNT[group]]
+        fields.append((group, ("S", None, list(group_fields))))
+    if user_fields:
+        fields.append(("userStats", ("S", None, list(user_fields))))
+    for n in metadata_ids:
+        fields.append((f"metadataStats_{n}", status_type_spec()))
+    return fields
+
+
+def status_type(user_fields=(), metadata_ids=(), extras: bool = True) -> Type:
+    return Type(status_fields(user_fields, metadata_ids, extras))
+
+
+def _convert(code, value):
+    if code in _INT_RANGES:
+        lo, hi = _INT_RANGES[code]
+        return min(max(lo, int(value)), hi)
+    if code in ("f", "d"):
+        return float(value)
+    if code == "?":
+        return bool(value)
+    if code == "s":
+        return str(value)
+    return value
+
+
+def fill(fields, data: dict) -> dict:
+    """The part of ``data`` that ``fields`` (a p4p field list) describes,
+    each value converted to its field's type; missing or unconvertible
+    values are left out."""
+    out = {}
+    for name, spec in fields:
+        if name not in data:
+            continue
+        item = data[name]
+        if isinstance(spec, tuple) and spec[0] == "S":
+            if isinstance(item, dict):
+                out[name] = fill(spec[2], item)
+            continue
+        try:
+            out[name] = _convert(spec, item)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return out
+
+
+class StatusChannel:
+    """The status record of one consumer; :meth:`publish` posts statistics."""
+
+    def __init__(self, server, name: str, consumer_id: int, input_channel: str,
+                 user_types: dict | None = None, metadata_ids=()):
+        self.name = name
+        self.user_fields = user_stats_fields(user_types)
+        self.metadata_ids = list(metadata_ids)
+        self.fields = status_fields(self.user_fields, self.metadata_ids)
+        self.type = Type(self.fields)
+        self.object_id = 0
+        self.pv = server.add(name, SharedPV(initial=Value(self.type, {
+            "consumerId": consumer_id, "inputChannel": input_channel})))
+
+    def value_for(self, stats: dict, now: float | None = None) -> Value:
+        """The record's Value for a statistics dictionary
+        (:func:`pvagpu.stats.build_stats`)."""
+        now = time.time() if now is None else now
+        data = {key: stats.get(key, {}) for key in GROUPS + ("userStats",)}
+        data["consumerId"] = stats.get("consumerId", 0)
+        data["inputChannel"] = stats.get("inputChannel", "")
+        data["objectId"] = self.object_id
+        data["objectTime"] = now
+        sec = int(now)
+        data["objectTimestamp"] = {"secondsPastEpoch": sec,
+                                   "nanoseconds": int((now - sec) * 1e9), "userTag": 0}
+        metadata = stats.get("metadataStats", {}) or {}
+        for n in self.metadata_ids:
+            entry = dict(metadata.get(f"metadata-{n}", {}))
+            entry.setdefault("producerId", n)
+            data[f"metadataStats_{n}"] = entry
+        return Value(self.type, fill(self.fields, data))
+
+    def publish(self, stats: dict) -> Value:
+        self.object_id += 1
+        value = self.value_for(stats)
+        self.pv.post(value)
+        return value
