@@ -1,0 +1,227 @@
+"""The pinned staging ring: each received payload (compressed or not) is
+copied once into a slot of page-locked host memory and sent to the device
+asynchronously on a CUDA stream.
+
+:class:`SlotRing` is the bookkeeping, in pure Python, written against a
+small *device interface* (:class:`CupyDevice` on a GPU; tests use a fake).
+Rules:
+
+* slots are used round-robin; slot ``i`` always uses stream
+  ``i % n_streams``, so successive frames go to different streams and
+  their copy, decode and compute overlap;
+* after the host-to-device copy of a slot, an event is recorded on its
+  stream; the slot's *host* buffer is reused only once that event has
+  completed. Its *device* buffer is reused by the next frame staged into
+  the same slot, whose copy is queued on the same stream, so stream order
+  makes it wait for everything queued before it (decode, compute of the
+  previous frame of that slot);
+* when the next slot is still busy, :meth:`SlotRing.stage` returns None and
+  counts an overrun: it never blocks the caller (the p4p callback thread or
+  the processing thread) and never drops a frame silently;
+* slots are sized from the first frame by default: the larger of its
+  payload and the LZ4 bound of its uncompressed size, so later compressed
+  frames of the same image size always fit. A frame that does not fit
+  (the image size changed) makes the ring wait for its slots and
+  reallocate, counted in ``nResizes``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ConfigurationError
+
+DEFAULT_SLOTS = 4
+DEFAULT_STREAMS = 2
+_ALIGN = 4096
+
+
+def slot_size_for(payload_bytes: int, uncompressed_bytes: int) -> int:
+    """Slot bytes for frames like one of ``payload_bytes`` that expands to
+    ``uncompressed_bytes``: room for the worst-case LZ4 / bslz4 payload of
+    that image size (LZ4 bound plus one 4-byte header per 8 KiB block)."""
+    u = max(0, int(uncompressed_bytes))
+    bound = u + u // 255 + 16 + 4 * (u // 8192 + 2) + 64
+    size = max(int(payload_bytes), bound, 1)
+    return -(-size // _ALIGN) * _ALIGN
+
+
+@dataclass
+class Slot:
+    index: int
+    host: Any            # 1-D uint8 pinned host buffer (numpy view)
+    device: Any          # 1-D uint8 device buffer
+    stream: Any
+    event: Any = None    # recorded after the last host-to-device copy
+    nbytes: int = 0      # bytes of the frame now in the slot
+
+
+@dataclass
+class Staged:
+    """A payload on its way to the device: ``device`` (uint8, ``nbytes``) is
+    valid in stream order on ``stream``; ``host`` is the pinned copy."""
+    slot: Slot
+    nbytes: int
+
+    @property
+    def device(self):
+        return self.slot.device[: self.nbytes]
+
+    @property
+    def host(self):
+        return self.slot.host[: self.nbytes]
+
+    @property
+    def stream(self):
+        return self.slot.stream
+
+
+class SlotRing:
+    """A ring of ``n_slots`` pinned slots over ``n_streams`` streams;
+    ``slot_bytes`` 0 = sized from the first frame."""
+
+    def __init__(self, device, n_slots: int = DEFAULT_SLOTS, slot_bytes: int = 0,
+                 n_streams: int = DEFAULT_STREAMS):
+        if int(n_slots) < 1:
+            raise ConfigurationError(f"the staging ring needs at least 1 slot, got {n_slots}")
+        if int(n_streams) < 1:
+            raise ConfigurationError(f"the staging ring needs at least 1 stream, got {n_streams}")
+        if int(slot_bytes) < 0:
+            raise ConfigurationError(f"slot size must be >= 0 bytes, got {slot_bytes}")
+        self.device = device
+        self.n_slots = int(n_slots)
+        self.n_streams = min(int(n_streams), self.n_slots)
+        self.slot_bytes = int(slot_bytes)
+        self.streams = [device.new_stream() for _ in range(self.n_streams)]
+        self.slots: list[Slot] = []
+        self._next = 0
+        self.n_staged = 0
+        self.n_overruns = 0
+        self.n_resizes = 0
+        self.bytes_to_device = 0
+        if self.slot_bytes:
+            self._allocate(self.slot_bytes)
+
+    def _allocate(self, slot_bytes: int) -> None:
+        self.slots = []            # release the old buffers first
+        self.slot_bytes = slot_bytes
+        self.slots = [Slot(i, self.device.alloc_pinned(slot_bytes),
+                           self.device.alloc_device(slot_bytes), self.streams[i % self.n_streams])
+                      for i in range(self.n_slots)]
+        self._next = 0
+
+    def _busy(self, slot: Slot) -> bool:
+        return slot.event is not None and not self.device.event_done(slot.event)
+
+    @property
+    def occupancy(self) -> int:
+        """Slots whose host-to-device copy has not completed."""
+        return sum(1 for slot in self.slots if self._busy(slot))
+
+    def stage(self, payload, uncompressed_bytes: int = 0) -> Optional[Staged]:
+        """Copy ``payload`` (1-D uint8) into the next slot and start its
+        upload; None (an overrun, counted) when that slot is still busy."""
+        nbytes = int(payload.nbytes)
+        if nbytes > self.slot_bytes:
+            if self.slots:
+                for slot in self.slots:   # an image-size change: rare, so wait
+                    if slot.event is not None:
+                        self.device.wait_event(slot.event)
+                self.n_resizes += 1
+            self._allocate(slot_size_for(nbytes, uncompressed_bytes))
+        slot = self.slots[self._next]
+        if self._busy(slot):
+            self.n_overruns += 1
+            return None
+        self._next = (self._next + 1) % self.n_slots
+        host = slot.host[:nbytes]
+        host[...] = payload                      # the one host copy
+        self.device.copy_to_device(slot.device, host, nbytes, slot.stream)
+        slot.event = self.device.record_event(slot.stream)
+        slot.nbytes = nbytes
+        self.n_staged += 1
+        self.bytes_to_device += nbytes
+        return Staged(slot, nbytes)
+
+    def synchronize(self) -> None:
+        """Wait until every slot's copy has completed."""
+        for slot in self.slots:
+            if slot.event is not None:
+                self.device.wait_event(slot.event)
+
+    def stats(self) -> dict:
+        return {"ringSlots": self.n_slots, "ringSlotBytes": self.slot_bytes,
+                "ringOccupancy": self.occupancy, "nStaged": self.n_staged,
+                "nRingOverruns": self.n_overruns, "nRingResizes": self.n_resizes,
+                "bytesToDevice": self.bytes_to_device}
+
+    def reset_stats(self) -> None:
+        self.n_staged = self.n_overruns = self.n_resizes = self.bytes_to_device = 0
+
+
+class HostDevice:
+    """The device interface on the host (NumPy): the CPU twin of
+    :class:`CupyDevice`; copies are synchronous and events complete at once."""
+
+    def new_stream(self):
+        return None
+
+    def alloc_pinned(self, nbytes: int):
+        return np.empty(nbytes, np.uint8)
+
+    def alloc_device(self, nbytes: int):
+        return np.empty(nbytes, np.uint8)
+
+    def copy_to_device(self, dst, src, nbytes: int, stream) -> None:
+        dst[:nbytes] = src[:nbytes]
+
+    def record_event(self, stream):
+        return True
+
+    def event_done(self, event) -> bool:
+        return True
+
+    def wait_event(self, event) -> None:
+        pass
+
+
+class CupyDevice:
+    """The device interface on a CUDA device with CuPy (device-only code).
+
+    Pinned buffers come from ``cupy.cuda.alloc_pinned_memory`` (page-locked,
+    so ``cudaMemcpyAsync`` from them is truly asynchronous); the numpy array
+    made with ``np.frombuffer`` holds the PinnedMemoryPointer through the
+    buffer protocol, so the pinned memory lives exactly as long as the slot's
+    array. Device buffers are ``cupy.empty`` arrays (CuPy's memory pool)."""
+
+    def __init__(self, cupy):
+        self.cp = cupy
+
+    def new_stream(self):
+        return self.cp.cuda.Stream(non_blocking=True)
+
+    def alloc_pinned(self, nbytes: int):
+        mem = self.cp.cuda.alloc_pinned_memory(nbytes)
+        return np.frombuffer(mem, dtype=np.uint8, count=nbytes)
+
+    def alloc_device(self, nbytes: int):
+        return self.cp.empty(nbytes, dtype=self.cp.uint8)
+
+    def copy_to_device(self, dst, src, nbytes: int, stream) -> None:
+        # cudaMemcpyAsync host -> device on `stream`; src is pinned, so the
+        # call returns at once and the copy runs on the copy engine
+        self.cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.ctypes.data, nbytes,
+                                         self.cp.cuda.runtime.memcpyHostToDevice, stream.ptr)
+
+    def record_event(self, stream):
+        event = self.cp.cuda.Event(block=False, disable_timing=True)
+        event.record(stream)
+        return event
+
+    def event_done(self, event) -> bool:
+        return event.done
+
+    def wait_event(self, event) -> None:
+        event.synchronize()

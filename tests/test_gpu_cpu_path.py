@@ -1,0 +1,452 @@
+"""The GPU data path, checked without a GPU (issue 5): backend choice, the
+staging ring's bookkeeping through a fake device, the bslz4 block plan
+that feeds nvcomp, GpuAdImageProcessor on the NumPy backend, and the two
+examples end to end over PVA with every codec."""
+import os
+import types
+
+import numpy as np
+import pytest
+from p4p.client.thread import Context
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+from conftest import wait_for
+from pvagpu import codecs, ntnda
+from pvagpu.consumer import Consumer, load_processor_class
+from pvagpu.errors import ConfigurationError, CorruptPayloadError
+from pvagpu.gpu import (FrameBatch, GpuAdImageProcessor, GPU_STATS_TYPES, HostDevice, SlotRing,
+                        backend as gpu_backend, parse_gpu_spec, select_backend)
+from pvagpu.gpu.decode import bslz4_blocks, decodes_on_device, lz4_blocks_on_host
+from pvagpu.gpu.staging import slot_size_for
+from pvagpu.kernels.bitunshuffle import bitunshuffle_reference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RNG = np.random.default_rng(5)
+IMAGE16 = RNG.poisson(4, (24, 40)).astype(np.uint16)
+CODECS = ["", "lz4", "bslz4", "blosc", "zlib", "lz4hdf5"]
+
+
+# ---------------------------------------------------------------------------
+# backend choice
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, expect", [
+    ("auto", "auto"), (None, "auto"), ("", "auto"), ("none", "none"), ("NONE", "none"),
+    ("cpu", "none"), ("0", 0), (1, 1), ("  2 ", 2)])
+def test_parse_gpu_spec(spec, expect):
+    assert parse_gpu_spec(spec) == expect
+
+
+@pytest.mark.parametrize("bad", ["gpu0", "-1", -3, "1.5"])
+def test_parse_gpu_spec_rejects(bad):
+    with pytest.raises(ConfigurationError, match="--gpu"):
+        parse_gpu_spec(bad)
+
+
+def test_backend_without_cupy(monkeypatch):
+    monkeypatch.setattr(gpu_backend, "_probe_cupy", lambda: (None, "cupy is not available"))
+    auto = select_backend("auto")
+    assert auto.name == "numpy" and auto.xp is np and not auto.is_gpu
+    assert "cupy is not available" in auto.describe()
+    assert select_backend("none").describe().startswith("numpy")
+    with pytest.raises(ConfigurationError, match="--gpu 0: cupy is not available"):
+        select_backend("0")
+
+
+def test_backend_with_a_fake_device(monkeypatch):
+    used = []
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        Device=lambda i: types.SimpleNamespace(use=lambda: used.append(i)),
+        runtime=types.SimpleNamespace(
+            getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0})))
+    monkeypatch.setattr(gpu_backend, "_probe_cupy", lambda: (fake, 2))
+    b = select_backend("1")
+    assert b.is_gpu and b.xp is fake and b.device_id == 1 and used == [1]
+    assert b.describe() == "cupy on GPU 1 (Fake GPU, sm_90)"
+    assert select_backend("auto").device_id == 0
+    with pytest.raises(ConfigurationError, match="no CUDA device 2 .*has 2"):
+        select_backend(2)
+
+
+def test_the_real_probe_says_why_there_is_no_gpu():
+    backend = select_backend("auto")
+    if backend.is_gpu:
+        pytest.skip("this machine has a GPU")
+    assert backend.reason
+
+
+# ---------------------------------------------------------------------------
+# the staging ring, through a fake device
+# ---------------------------------------------------------------------------
+
+class FakeDevice(HostDevice):
+    """Host memory, with events that complete only when the test says so."""
+
+    def __init__(self):
+        self.events = []
+        self.copies = []
+        self.allocations = 0
+        self.waited = 0
+
+    def new_stream(self):
+        return f"stream{len(getattr(self, '_streams', []))}"
+
+    def alloc_pinned(self, nbytes):
+        self.allocations += 1
+        return np.zeros(nbytes, np.uint8)
+
+    def copy_to_device(self, dst, src, nbytes, stream):
+        self.copies.append((stream, nbytes))
+        dst[:nbytes] = src[:nbytes]
+
+    def record_event(self, stream):
+        event = {"done": False, "stream": stream}
+        self.events.append(event)
+        return event
+
+    def event_done(self, event):
+        return event["done"]
+
+    def wait_event(self, event):
+        self.waited += 1
+        event["done"] = True
+
+    def complete(self, n=None):
+        for event in self.events[:n]:
+            event["done"] = True
+
+
+def _streams_named(device, n):
+    names = iter(f"s{i}" for i in range(n))
+    device.new_stream = lambda: next(names)
+
+
+def test_ring_recycles_slots_only_after_their_copy_completed():
+    dev = FakeDevice()
+    _streams_named(dev, 2)
+    ring = SlotRing(dev, n_slots=3, n_streams=2)
+    frames = [np.full(100, i, np.uint8) for i in range(6)]
+    staged = [ring.stage(f) for f in frames[:3]]
+    assert all(s is not None for s in staged)
+    assert [s.stream for s in staged] == ["s0", "s1", "s0"]      # round-robin over streams
+    assert ring.occupancy == 3
+    assert ring.stage(frames[3]) is None                          # full: an overrun, not a wait
+    assert ring.n_overruns == 1 and dev.waited == 0
+    dev.events[0]["done"] = True                                  # slot 0's copy completed
+    again = ring.stage(frames[3])
+    assert again is not None and again.slot.index == 0
+    assert np.array_equal(again.device, frames[3]) and np.array_equal(again.host, frames[3])
+    assert ring.stage(frames[4]) is None                          # slot 1 still busy
+    assert ring.n_overruns == 2
+    dev.complete()
+    assert ring.stage(frames[4]).slot.index == 1
+    stats = ring.stats()
+    assert stats["nStaged"] == 5 and stats["nRingOverruns"] == 2
+    assert stats["bytesToDevice"] == 500 and stats["ringSlots"] == 3
+    ring.reset_stats()
+    assert ring.stats()["nRingOverruns"] == 0
+
+
+def test_ring_is_sized_from_the_first_frame_and_grows_when_the_image_grows():
+    dev = FakeDevice()
+    ring = SlotRing(dev, n_slots=2)
+    small = np.arange(1000, dtype=np.uint8)
+    ring.stage(small, uncompressed_bytes=4000)
+    assert ring.slot_bytes == slot_size_for(1000, 4000) >= 4000 + 4000 // 255
+    assert dev.allocations == 2
+    # a compressed frame of the same image size always fits
+    ring.stage(np.zeros(4000 + 4000 // 255, np.uint8), uncompressed_bytes=4000)
+    assert ring.n_resizes == 0
+    big = np.ones(3 * ring.slot_bytes, np.uint8)
+    dev.complete(1)
+    staged = ring.stage(big, uncompressed_bytes=big.size)
+    assert staged is not None and ring.n_resizes == 1 and ring.slot_bytes >= big.size
+    assert dev.waited >= 1                                        # waited for the busy slot first
+    assert np.array_equal(staged.device, big)
+
+
+def test_ring_with_a_fixed_slot_size_and_bad_configuration():
+    dev = FakeDevice()
+    ring = SlotRing(dev, n_slots=4, slot_bytes=8192, n_streams=8)
+    assert ring.slot_bytes == 8192 and len(ring.streams) == 4 and dev.allocations == 4
+    for bad in ({"n_slots": 0}, {"n_streams": 0}, {"slot_bytes": -1}):
+        with pytest.raises(ConfigurationError):
+            SlotRing(dev, **bad)
+
+
+def test_ring_on_the_host_device_never_overruns():
+    ring = SlotRing(HostDevice(), n_slots=1)
+    for i in range(5):
+        assert ring.stage(np.full(64, i, np.uint8)) is not None
+    assert ring.n_overruns == 0 and ring.occupancy == 0
+
+
+# ---------------------------------------------------------------------------
+# the bslz4 block plan (what nvcomp is given) and corrupt payloads
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, n", [(np.uint8, 8192 * 3 + 1000 + 5), (np.uint16, 4096 + 3),
+                                      (np.int32, 100), (np.float64, 1024 * 2), (np.uint16, 7)])
+def test_block_plan_decodes_like_the_host_codec(dtype, n):
+    data = (RNG.poisson(3, n) * 3).astype(dtype)
+    payload = codecs.encode("bslz4", data)
+    plan = bslz4_blocks(payload, data.dtype, data.nbytes)
+    shuffled = lz4_blocks_on_host(payload, plan)
+    out = bitunshuffle_reference(shuffled, n, data.dtype.itemsize, plan.block_elements)
+    assert np.array_equal(out.view(dtype), data)
+    assert plan.tail_bytes == (n % 8) * data.dtype.itemsize
+    assert int(plan.out_sizes.sum()) + plan.tail_bytes == data.nbytes
+
+
+def test_block_plan_reads_the_hdf5_header_and_its_block_size():
+    data = RNG.integers(0, 1000, 5000).astype(np.uint16)
+    payload = codecs.encode("bslz4", data, block_size=512, hdf5_header=True)
+    plan = bslz4_blocks(payload, data.dtype, data.nbytes)
+    assert plan.block_elements == 512 and plan.comp_offsets[0] == 12 + 4
+    out = bitunshuffle_reference(lz4_blocks_on_host(payload, plan), data.size, 2, 512)
+    assert np.array_equal(out.view(np.uint16), data)
+
+
+def _corruptions():
+    data = RNG.poisson(2, 20000).astype(np.uint16)
+    good = codecs.encode("bslz4", data)
+    yield "truncated", good[:-10], data
+    yield "extended", np.concatenate([good, np.zeros(3, np.uint8)]), data
+    bad_len = good.copy()
+    bad_len[0:4] = np.frombuffer((10 ** 6).to_bytes(4, "big"), np.uint8)
+    yield "length past the end", bad_len, data
+    zero = good.copy()
+    zero[0:4] = 0
+    yield "zero length", zero, data
+
+
+@pytest.mark.parametrize("what, payload, data", list(_corruptions()),
+                         ids=[c[0] for c in _corruptions()])
+def test_block_plan_rejects_corrupt_framing(what, payload, data):
+    with pytest.raises(CorruptPayloadError, match="bslz4"):
+        bslz4_blocks(payload, data.dtype, data.nbytes)
+
+
+def test_which_codecs_the_device_decodes():
+    data = np.arange(64, dtype=np.uint16)
+    assert decodes_on_device("", codecs.as_bytes(data), data.nbytes)
+    assert decodes_on_device("bslz4", codecs.encode("bslz4", data), data.nbytes)
+    assert decodes_on_device("lz4", codecs.encode("lz4", data), data.nbytes)
+    assert not decodes_on_device("lz4", codecs.encode("lz4hdf5", data), data.nbytes)
+    assert not decodes_on_device("blosc", codecs.encode("blosc", data), data.nbytes)
+
+
+# ---------------------------------------------------------------------------
+# GpuAdImageProcessor on the NumPy backend
+# ---------------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self):
+        self.values = []
+
+    def updateOutputChannel(self, value):
+        self.values.append(value)
+
+
+class Echo(GpuAdImageProcessor):
+    """Returns each image doubled; keeps the frames it saw."""
+
+    def __init__(self, configDict=None):
+        GpuAdImageProcessor.__init__(self, configDict)
+        self.seen = []
+
+    def processFrame(self, frame):
+        self.seen.append(frame)
+        return frame.image * 2
+
+
+class Scalars(GpuAdImageProcessor):
+    def processFrame(self, frame):
+        return {"total": float(self.xp.sum(frame.image)), "big": bool(frame.image.max() > 5)}
+
+    def getOutputFieldTypes(self):
+        return {"total": "d", "big": "?"}
+
+    def getStats(self):
+        return {"mine": 1}
+
+    def getStatsPvaTypes(self):
+        return {"mine": "I"}
+
+
+def _started(cls, config=None):
+    p = cls({"gpu": "none", **(config or {})})
+    p.dataPublisher = Recorder()
+    p.start()
+    return p
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_processor_sees_the_decoded_image_with_every_codec(codec):
+    p = _started(Echo)
+    value = ntnda.value_from_image(IMAGE16, 7, codec=codec)
+    p.process(value)
+    frame = p.seen[-1]
+    assert np.array_equal(frame.image, IMAGE16) and frame.unique_id == 7
+    assert frame.codec == codec
+    out = p.dataPublisher.values[-1]
+    back = ntnda.frame_from_value(out)
+    assert np.array_equal(back.image, IMAGE16 * 2) and back.unique_id == 7
+    assert p.getStats()["gpuBackend"] == "numpy" and p.getStats()["nGpuFrames"] == 1
+
+
+def test_colour_frames_reach_processFrame_as_ny_nx_3():
+    rgb = RNG.integers(0, 255, (6, 9, 3), dtype=np.uint8)
+    p = _started(Echo)
+    for mode in (ntnda.ColorMode.RGB1, ntnda.ColorMode.RGB2, ntnda.ColorMode.RGB3):
+        p.process(ntnda.value_from_image(rgb, int(mode), color_mode=mode))
+        assert p.seen[-1].image.shape == (6, 9, 3)
+        assert np.array_equal(p.seen[-1].image, rgb)
+
+
+def test_dict_results_are_published_as_a_structure_and_stats_merge():
+    p = _started(Scalars)
+    value = ntnda.value_from_image(IMAGE16, 3, codec="bslz4")
+    out_type = p.getOutputPvObjectType(value)
+    assert set(out_type.keys()) >= {"uniqueId", "timeStamp", "total", "big"}
+    p.process(value)
+    out = p.dataPublisher.values[-1]
+    assert out["uniqueId"] == 3 and out["total"] == float(IMAGE16.sum()) and out["big"]
+    stats = p.getStats()
+    assert stats["mine"] == 1 and set(GPU_STATS_TYPES) <= set(stats)
+    assert set(p.getStatsPvaTypes()) == set(GPU_STATS_TYPES) | {"mine"}
+    p.resetStats()
+    assert p.getStats()["nGpuFrames"] == 0
+
+
+def test_corrupt_frames_raise_and_do_not_poison_the_next():
+    p = _started(Echo)
+    value = ntnda.value_from_image(IMAGE16, 1, codec="bslz4")
+    bad = ntnda.value_from_image(IMAGE16, 2, codec="bslz4")
+    payload = np.array(bad["value"])
+    payload[4:40] = 0xFF
+    bad["value"] = ("ubyteValue", payload)
+    with pytest.raises(CorruptPayloadError):
+        p.process(bad)
+    p.process(value)
+    assert np.array_equal(p.seen[-1].image, IMAGE16)
+
+
+class Batched(GpuAdImageProcessor):
+    def __init__(self, configDict=None):
+        GpuAdImageProcessor.__init__(self, configDict)
+        self.batches = []
+
+    def processBatch(self, batch):
+        self.batches.append(batch)
+        return [{"sum": float(img.sum())} for img in batch.images]
+
+
+def test_processBatch_gets_stacked_frames_grouped_by_shape():
+    p = _started(Batched)
+    small = np.ones((4, 5), np.uint16)
+    values = [ntnda.value_from_image(IMAGE16, 1, codec="lz4"),
+              ntnda.value_from_image(IMAGE16 + 1, 2),
+              ntnda.value_from_image(small, 3, codec="bslz4")]
+    p.processBatch(values)
+    assert [len(b) for b in p.batches] == [2, 1]
+    first = p.batches[0]
+    assert isinstance(first, FrameBatch) and first.images.shape == (2, 24, 40)
+    assert first.unique_ids == [1, 2] and np.array_equal(first.images[1], IMAGE16 + 1)
+    assert [v["sum"] for v in p.dataPublisher.values] == [
+        float(IMAGE16.sum()), float((IMAGE16 + 1).sum()), 20.0]
+    assert p.getStats()["nGpuFrames"] == 3
+
+
+def test_a_frame_without_dimensions_is_passed_over():
+    p = _started(Echo)
+    empty = ntnda.value_from_image(IMAGE16, 1)
+    empty["dimension"] = []
+    p.process(empty)
+    assert p.seen == [] and p.dataPublisher.values == []
+
+
+# ---------------------------------------------------------------------------
+# the examples, end to end over PVA (NumPy backend), with every codec
+# ---------------------------------------------------------------------------
+
+def _example(name, cls):
+    return load_processor_class(os.path.join(REPO, "examples", name), cls)
+
+
+@pytest.fixture
+def image_source(pva_env):
+    pv = SharedPV(initial=ntnda.value_from_image(IMAGE16, 0))
+    server = Server(providers=[{"gpu:image": pv}])
+    yield pv
+    server.stop()
+
+
+@pytest.mark.pva
+@pytest.mark.parametrize("codec", CODECS)
+def test_frame_stats_example_over_pva(image_source, codec):
+    cls = _example("gpu_frame_stats.py", "GpuFrameStats")
+    processor = cls({"threshold": 4, "gpu": "none"})
+    ctx = Context("pva", nt=False)
+    outputs = []
+    try:
+        with Consumer("gpu:image", processor, output_channel="_", status_channel="_",
+                      server_queue_size=16) as consumer:
+            wait_for(lambda: consumer.receiver.connected, timeout=20, message="connected")
+            sub = ctx.monitor("pvapy:consumer:1:output", outputs.append)
+            try:
+                images = [IMAGE16 + i for i in range(1, 6)]
+                for i, image in enumerate(images, 1):
+                    n = consumer.receiver.counters.n_received
+                    image_source.post(ntnda.value_from_image(image, i, codec=codec))
+                    wait_for(lambda: consumer.receiver.counters.n_received > n, timeout=10,
+                             message=f"frame {i}")
+                wait_for(lambda: consumer.stats()["processorStats"]["nProcessed"] >= 5,
+                         timeout=20, message="5 frames processed")
+                wait_for(lambda: any(o["uniqueId"] == 5 for o in outputs if "mean" in o),
+                         timeout=10, message="the last result on the output channel")
+            finally:
+                sub.close()
+            stats = consumer.stats()
+    finally:
+        ctx.close()
+    assert stats["processorStats"]["nErrors"] == 0
+    user = stats["userStats"]
+    assert user["nFrames"] == 5 and user["gpuBackend"] == "numpy"
+    last = [o for o in outputs if "mean" in o and o["uniqueId"] == 5][-1]
+    assert last["mean"] == pytest.approx(float((IMAGE16 + 5).mean()))
+    assert last["max"] == float((IMAGE16 + 5).max())
+    assert last["nAbove"] == int(np.count_nonzero(IMAGE16 + 5 > 4))
+
+
+@pytest.mark.pva
+@pytest.mark.parametrize("codec", ["", "bslz4"])
+def test_photon_counting_example_over_pva(image_source, codec):
+    cls = _example("gpu_photon_counting.py", "GpuPhotonCounting")
+    processor = cls({"threshold": 5, "publishEvery": 3, "gpu": "none"})
+    ctx = Context("pva", nt=False)
+    outputs = []
+    frames = [RNG.poisson(4, IMAGE16.shape).astype(np.uint16) for _ in range(6)]
+    try:
+        with Consumer("gpu:image", processor, output_channel="_",
+                      server_queue_size=16) as consumer:
+            wait_for(lambda: consumer.receiver.connected, timeout=20, message="connected")
+            sub = ctx.monitor("pvapy:consumer:1:output", outputs.append)
+            try:
+                for i, image in enumerate(frames, 1):
+                    n = consumer.receiver.counters.n_received
+                    image_source.post(ntnda.value_from_image(image, i, codec=codec))
+                    wait_for(lambda: consumer.receiver.counters.n_received > n, timeout=10,
+                             message=f"frame {i}")
+                wait_for(lambda: any(o["uniqueId"] == 6 for o in outputs),
+                         timeout=20, message="the sum after frame 6")
+            finally:
+                sub.close()
+    finally:
+        ctx.close()
+    last = [o for o in outputs if o["uniqueId"] == 6][-1]
+    image = ntnda.frame_from_value(last).image
+    expect = sum((f.astype(np.float32) > 5).astype(np.uint32) for f in frames)
+    assert image.dtype == np.uint32 and np.array_equal(image, expect)
+    assert processor.nPhotons == int(expect.sum())

@@ -1,0 +1,144 @@
+"""Every device path against the CPU path, bit for bit (needs a CUDA device
+with CuPy and nvcomp; skips cleanly without one)."""
+import numpy as np
+import pytest
+
+cp = pytest.importorskip("cupy")
+
+from pvagpu import codecs, ntnda  # noqa: E402
+from pvagpu.errors import CorruptPayloadError  # noqa: E402
+from pvagpu.gpu import GpuAdImageProcessor, select_backend  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+
+def _has_device():
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+if not _has_device():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+RNG = np.random.default_rng(11)
+DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.int64, np.float64]
+
+
+def _image(dtype, shape=(123, 517)):
+    return (RNG.poisson(5, shape) * 3).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return select_backend("auto")
+
+
+class Keep(GpuAdImageProcessor):
+    def __init__(self, configDict=None):
+        GpuAdImageProcessor.__init__(self, configDict)
+        self.images = []
+
+    def processFrame(self, frame):
+        self.images.append(self.xp.asnumpy(frame.image))
+        return frame.image
+
+
+class Recorder:
+    def __init__(self):
+        self.values = []
+
+    def updateOutputChannel(self, value):
+        self.values.append(value)
+
+
+def _processor(backend, **config):
+    p = Keep(config)
+    p.setBackend(backend)
+    p.dataPublisher = Recorder()
+    return p
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("codec", ["", "lz4", "bslz4", "blosc", "zlib", "lz4hdf5"])
+def test_device_decode_matches_the_cpu(backend, dtype, codec):
+    image = _image(dtype)
+    value = ntnda.value_from_image(image, 5, codec=codec)
+    cpu = ntnda.frame_from_value(value).image
+    p = _processor(backend)
+    p.process(value)
+    p.flush(wait=True)
+    assert p.images[-1].dtype == cpu.dtype and np.array_equal(p.images[-1], cpu)
+    published = ntnda.frame_from_value(p.dataPublisher.values[-1]).image
+    assert np.array_equal(published, cpu)
+
+
+@pytest.mark.parametrize("n", [7, 8, 1000, 8192, 8192 * 5 + 1003])
+def test_bslz4_partial_blocks_and_tails(backend, n):
+    image = _image(np.uint16, (1, n))
+    p = _processor(backend)
+    p.process(ntnda.value_from_image(image, 1, codec="bslz4"))
+    assert np.array_equal(p.images[-1], image)
+
+
+def test_bslz4_hdf5_chunks(backend):
+    image = _image(np.uint16, (64, 100))
+    payload = codecs.encode("bslz4", image, block_size=512, hdf5_header=True)
+    value = ntnda.value_from_compressed(payload, 2, nx=100, ny=64, dtype=np.uint16, codec="bslz4")
+    p = _processor(backend)
+    p.process(value)
+    assert np.array_equal(p.images[-1], image)
+
+
+@pytest.mark.parametrize("mode", [ntnda.ColorMode.RGB1, ntnda.ColorMode.RGB2,
+                                  ntnda.ColorMode.RGB3])
+def test_colour_modes(backend, mode):
+    rgb = RNG.integers(0, 255, (30, 41, 3), dtype=np.uint8)
+    p = _processor(backend)
+    p.process(ntnda.value_from_image(rgb, 1, color_mode=mode, codec="bslz4"))
+    assert np.array_equal(p.images[-1], rgb)
+
+
+def test_corrupt_payloads_are_caught_by_nvcomp_and_do_not_poison(backend):
+    image = _image(np.uint16, (64, 512))
+    p = _processor(backend)
+    for codec in ("lz4", "bslz4"):
+        bad = ntnda.value_from_image(image, 1, codec=codec)
+        payload = np.array(bad["value"])
+        payload[len(payload) // 2:len(payload) // 2 + 64] ^= 0x5A
+        bad["value"] = ("ubyteValue", payload)
+        with pytest.raises(CorruptPayloadError):
+            p.process(bad)
+        p.process(ntnda.value_from_image(image, 2, codec=codec))
+        assert np.array_equal(p.images[-1], image)
+
+
+def test_fast_and_simple_unshuffle_kernels_agree_on_the_device():
+    import bitshuffle
+    from numba import cuda
+    from pvagpu.kernels import bitunshuffle as bu
+    for dtype in DTYPES:
+        data = _image(dtype, (1, 8192 * 3 + 333)).reshape(-1)
+        shuffled = cp.asarray(bitshuffle.bitshuffle(data).view(np.uint8))
+        fast = cp.empty(data.size, dtype)
+        bu.launch_bitunshuffle(cuda.as_cuda_array(shuffled), cuda.as_cuda_array(fast),
+                               data.size, data.dtype.itemsize)
+        simple = cp.empty(data.nbytes, cp.uint8)
+        bu.launch_bitunshuffle_bytes(cuda.as_cuda_array(shuffled), cuda.as_cuda_array(simple),
+                                     data.size, data.dtype.itemsize)
+        cuda.synchronize()
+        assert np.array_equal(cp.asnumpy(fast), data)
+        assert np.array_equal(cp.asnumpy(simple).view(dtype), data)
+
+
+def test_gpu_statistics(backend):
+    p = _processor(backend)
+    image = _image(np.uint16)
+    for i in range(5):
+        p.process(ntnda.value_from_image(image, i + 1, codec="bslz4"))
+    p.flush(wait=True)
+    stats = p.getStats()
+    assert stats["gpuBackend"] == "cupy" and stats["nDeviceDecodes"] == 5
+    assert stats["bytesToDevice"] > 0 and stats["decodeTimeMs"] > 0
+    assert stats["ringSlots"] == 4
