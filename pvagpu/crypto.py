@@ -1,0 +1,996 @@
+"""The authenticated envelope of the encryptor/decryptor processors.
+
+An encrypted frame travels as one PVA structure (:data:`ENVELOPE_FIELDS`,
+structure ID :data:`NTNDARRAY_ENVELOPE_ID` or :data:`DATA_ENVELOPE_ID`):
+
+* the original object (any p4p ``Value``; an NTNDArray for the AdImage
+  processors) is serialised by :func:`serialize_value` into a versioned,
+  length-prefixed binary layout: a JSON description of the type and of the
+  small fields, followed by the numeric arrays as raw bytes. No pickle, no
+  eval; :func:`deserialize_value` checks every length, type code, range and
+  nesting depth before it builds anything;
+* that plaintext is encrypted with AES-256-GCM under the current key epoch's
+  key, with a fresh random 96-bit nonce per frame; the associated data
+  (:func:`associated_data`) binds every clear field of the envelope: format
+  version, structure ID, channel, uniqueId, both timestamps, dtype, dims,
+  codec, the recipient and signer key fingerprints, the key id, the frame
+  counter of the key epoch and the wrapped key;
+* the AES key is generated per key epoch and wrapped with RSA-OAEP (SHA-256)
+  for the recipient's public key, together with the key id and the epoch's
+  start time; the receiver unwraps it once per epoch and caches it;
+* optionally a signature (Ed25519, or RSA-PSS with SHA-256) by the sender
+  over the associated data, the nonce and the SHA-256 digest of the
+  ciphertext.
+
+:class:`EnvelopeSealer` makes envelopes, :class:`EnvelopeOpener` opens them
+and enforces the replay rules (see :class:`EnvelopeOpener`). Every reason to
+refuse an envelope raises :class:`EnvelopeRejected` whose ``reason`` is one
+of :data:`REJECT_REASONS`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from p4p import Type, Value
+
+from . import ntnda
+from .errors import ConfigurationError, FrameError, PvagpuError
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+#: Why an envelope can be rejected (stats key suffix -> meaning).
+REJECT_REASONS = {
+    "Malformed": "not an envelope of this format: missing or mistyped fields, bad lengths",
+    "Version": "unknown envelope format version or structure ID",
+    "Channel": "bound to another channel than the one expected",
+    "Recipient": "wrapped for another recipient key",
+    "WrappedKey": "the wrapped key does not unwrap with this private key (tampered or wrong key)",
+    "StaleKey": "a key epoch older than the newest one accepted, or older than maxKeyAge",
+    "Replay": "frame counter not above the last accepted one of its key epoch (replay or reorder)",
+    "Signature": "missing, wrong or tampered signature",
+    "Authentication": "AES-GCM authentication failed (tampered ciphertext, nonce or clear field)",
+    "Payload": "authenticated plaintext that does not describe a valid object",
+    "Mismatch": "clear fields that disagree with the decrypted object",
+}
+
+
+class EnvelopeRejected(PvagpuError, ValueError):
+    """An envelope that is not decrypted; ``reason`` is a key of
+    :data:`REJECT_REASONS`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class KeyFileError(ConfigurationError):
+    """A key file that is missing, unreadable, malformed or of the wrong kind."""
+
+
+# ---------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------
+
+MIN_RSA_BITS = 2048
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(),
+                     label=b"pvagpu-wrapped-key-1")
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+
+
+def _read_pem(path, what: str) -> bytes:
+    if not path:
+        raise KeyFileError(f"{what}: no key file given")
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{what}: key file {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise KeyFileError(f"{what}: cannot read key file {str(p)!r}: {exc.strerror or exc}") from None
+    if b"-----BEGIN" not in data:
+        raise KeyFileError(f"{what}: {str(p)!r} is not a PEM file")
+    return data
+
+
+def load_private_key(path, what: str = "private key"):
+    """An RSA or Ed25519 private key from an unencrypted PEM file (PKCS#8 or
+    PKCS#1); :class:`KeyFileError` for anything else."""
+    data = _read_pem(path, what)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise KeyFileError(f"{what}: {str(path)!r} is password-protected; give an "
+                           f"unencrypted key (protect it with file permissions)") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{what}: {str(path)!r} holds no usable private key "
+                           f"({exc})") from None
+    _check_key_kind(key, what, path)
+    return key
+
+
+def load_public_key(path, what: str = "public key"):
+    """An RSA or Ed25519 public key from a PEM file; a private-key PEM gives
+    its public half (pvapy's single-key setup)."""
+    data = _read_pem(path, what)
+    if b"PRIVATE KEY-----" in data:
+        return load_private_key(path, what).public_key()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{what}: {str(path)!r} holds no usable public key ({exc})") from None
+    _check_key_kind(key, what, path)
+    return key
+
+
+def _check_key_kind(key, what, path):
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyFileError(f"{what}: {str(path)!r} is a {key.key_size}-bit RSA key; "
+                               f"at least {MIN_RSA_BITS} bits are needed")
+    elif not isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        raise KeyFileError(f"{what}: {str(path)!r} is a {type(key).__name__.lstrip('_')}; "
+                           f"pvagpu uses RSA (key wrapping, RSA-PSS) or Ed25519 (signing)")
+
+
+def require_rsa(key, what: str, path=None):
+    """``key`` if it is RSA (it wraps the AES keys), else KeyFileError."""
+    if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        raise KeyFileError(f"{what}{f' {str(path)!r}' if path else ''} must be an RSA key "
+                           f"(it wraps the AES keys with RSA-OAEP), not Ed25519")
+    return key
+
+
+def fingerprint(key) -> str:
+    """16 hex digits identifying a key: SHA-256 of its public key (DER)."""
+    pub = key.public_key() if hasattr(key, "public_key") else key
+    der = pub.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def signature_algorithm(key) -> str:
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return "ed25519"
+    return "rsa-pss-sha256"
+
+
+def sign(key, message: bytes) -> bytes:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(message)
+    return key.sign(message, _PSS, hashes.SHA256())
+
+
+def verify(key, signature: bytes, message: bytes) -> bool:
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        else:
+            key.verify(signature, message, _PSS, hashes.SHA256())
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+
+
+def generate_key_pair(private_path, public_path=None, kind: str = "rsa", bits: int = 3072):
+    """Write a new unencrypted private key (PKCS#8 PEM, mode 0600) and its
+    public key (PEM); for tests, benchmarks and first setups."""
+    key = (ed25519.Ed25519PrivateKey.generate() if kind == "ed25519"
+           else rsa.generate_private_key(public_exponent=65537, key_size=bits))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    if public_path:
+        Path(public_path).write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key
+
+
+# ---------------------------------------------------------------------------
+# Serialising a p4p Value without pickle
+# ---------------------------------------------------------------------------
+
+PLAINTEXT_MAGIC = b"PVGV"
+PLAINTEXT_VERSION = 1
+_PT_HEADER = struct.Struct("<4sBBHIII")  # magic, version, flags, 0, type len, tree len, n blobs
+_MAX_DEPTH = 32
+_MAX_FIELDS = 100_000
+
+_SCALAR_CODES = "?bhilBHILfds"
+_INT_RANGES = {c: (np.iinfo(t).min, np.iinfo(t).max) for c, t in
+               zip("bhilBHIL", (np.int8, np.int16, np.int32, np.int64,
+                                np.uint8, np.uint16, np.uint32, np.uint64))}
+_FLOAT_FMT = {"f": "<f", "d": "<d"}
+#: numeric array code -> numpy dtype (from THE table in pvagpu.ntnda)
+_ARRAY_DTYPE = {"a" + row.p4p_code: row.dtype for row in ntnda.SCALAR_TYPES if row.dtype is not None}
+_DTYPE_ARRAY = {dt: code for code, dt in _ARRAY_DTYPE.items()}
+#: C type names in Value.tostr() -> p4p codes (variant scalar types)
+_CTYPE_CODE = {"bool": "?", "int8_t": "b", "int16_t": "h", "int32_t": "i", "int64_t": "l",
+               "uint8_t": "B", "uint16_t": "H", "uint32_t": "I", "uint64_t": "L",
+               "float": "f", "double": "d", "string": "s"}
+_VARIANT_LINE = re.compile(r"^    any (\S+) (\S+)", re.M)
+_UNION_LINE = re.compile(r"^    union (?:\"[^\"]*\" )?(\S+?)\.(\S+) ", re.M)
+
+
+class _Blobs:
+    __slots__ = ("arrays",)
+
+    def __init__(self):
+        self.arrays = []
+
+    def add(self, arr: np.ndarray) -> int:
+        self.arrays.append(arr)
+        return len(self.arrays) - 1
+
+
+def _code_of_array(arr: np.ndarray) -> str:
+    dt = arr.dtype
+    dt = dt.newbyteorder("=") if dt.byteorder in "<>" else dt
+    try:
+        return _DTYPE_ARRAY[dt]
+    except KeyError:
+        raise FrameError(f"array of {arr.dtype} has no PVA type") from None
+
+
+def _guess_spec(val):
+    """p4p type spec of a variant/union value whose type Python can tell."""
+    if isinstance(val, Value):
+        return val.type().aspy()
+    if isinstance(val, np.ndarray):
+        return _code_of_array(val)
+    if isinstance(val, bool):
+        return "?"
+    if isinstance(val, str):
+        return "s"
+    if isinstance(val, list) and all(isinstance(x, str) for x in val):
+        return "as"
+    return None  # int / float: ambiguous, ask tostr()
+
+
+def _enc_scalar(code, val):
+    if code in _FLOAT_FMT:
+        return struct.pack(_FLOAT_FMT[code], val).hex()
+    if code == "?":
+        return bool(val)
+    if code == "s":
+        return str(val)
+    return int(val)
+
+
+def _enc_struct(sv: Value, fields, blobs: _Blobs) -> list:
+    out = []
+    variant_types = union_members = None
+    for name, spec in fields:
+        val = sv[name]
+        if isinstance(spec, str):
+            if spec in _SCALAR_CODES and len(spec) == 1:
+                out.append(_enc_scalar(spec, val))
+            elif spec == "v":
+                if val is None:
+                    out.append(None)
+                    continue
+                vspec = _guess_spec(val)
+                if vspec is None:
+                    if variant_types is None:
+                        variant_types = dict(_VARIANT_LINE.findall(sv.tostr()))
+                    vspec = _CTYPE_CODE.get(variant_types.get(name, ""))
+                    if vspec is None:
+                        raise FrameError(f"cannot tell the type of variant field {name!r}")
+                out.append([_json_spec(vspec), _enc_any(vspec, val, blobs)])
+            elif spec == "as":
+                out.append([str(x) for x in (val if val is not None else [])])
+            elif spec in _ARRAY_DTYPE:
+                arr = np.empty(0, _ARRAY_DTYPE[spec]) if val is None else np.asarray(val)
+                if arr.dtype != _ARRAY_DTYPE[spec]:
+                    arr = arr.astype(_ARRAY_DTYPE[spec])
+                out.append(blobs.add(arr))
+            elif spec in ("av",):
+                out.append([None if x is None else _enc_variant_elem(x, blobs) for x in (val or [])])
+            else:
+                raise FrameError(f"field {name!r}: unsupported PVA type code {spec!r}")
+        else:
+            kind = spec[0]
+            if kind == "S":
+                out.append(_enc_struct(val, spec[2], blobs))
+            elif kind == "aS":
+                out.append([None if x is None else _enc_struct(x, spec[2], blobs)
+                            for x in (val or [])])
+            elif kind == "U":
+                if val is None:
+                    out.append(None)
+                    continue
+                member = _union_member(sv, name, spec[2], val)
+                if member is None:
+                    if union_members is None:
+                        union_members = dict(_UNION_LINE.findall(sv.tostr()))
+                    member = union_members.get(name)
+                mspec = dict(spec[2]).get(member)
+                if mspec is None:
+                    raise FrameError(f"cannot tell the selected member of union {name!r}")
+                out.append([member, _enc_any(mspec, val, blobs)])
+            else:
+                raise FrameError(f"field {name!r}: unsupported PVA type {kind!r}")
+    return out
+
+
+def _enc_variant_elem(val, blobs):
+    vspec = _guess_spec(val)
+    if vspec is None:
+        raise FrameError("variant array element of ambiguous scalar type")
+    return [_json_spec(vspec), _enc_any(vspec, val, blobs)]
+
+
+def _union_member(sv, name, members, val) -> Optional[str]:
+    """The union member that ``val`` can only have come from, if unique."""
+    guess = _guess_spec(val)
+    if guess is None:
+        return None
+    if isinstance(guess, tuple):
+        cands = [m for m, s in members if not isinstance(s, str) and s[0] == "S"
+                 and _same_spec(s, guess)]
+    else:
+        cands = [m for m, s in members if s == guess]
+    return cands[0] if len(cands) == 1 else None
+
+
+def _same_spec(a, b) -> bool:
+    return json.dumps(_json_spec(a)) == json.dumps(_json_spec(b))
+
+
+def _enc_any(spec, val, blobs):
+    """Encode ``val`` of type ``spec`` (a variant's or union member's value)."""
+    if isinstance(spec, str):
+        if len(spec) == 1 and spec in _SCALAR_CODES:
+            return _enc_scalar(spec, val)
+        if spec == "as":
+            return [str(x) for x in val]
+        if spec in _ARRAY_DTYPE:
+            return blobs.add(np.asarray(val, _ARRAY_DTYPE[spec]))
+        raise FrameError(f"unsupported variant/union member type {spec!r}")
+    if spec[0] == "S":
+        return _enc_struct(val, spec[2], blobs)
+    if spec[0] == "aS":
+        return [_enc_struct(x, spec[2], blobs) for x in val]
+    raise FrameError(f"unsupported variant/union member type {spec[0]!r}")
+
+
+def _json_spec(spec):
+    """aspy() spec with tuples as lists (JSON form)."""
+    if isinstance(spec, str):
+        return spec
+    return [spec[0], spec[1], [[n, _json_spec(s)] for n, s in spec[2]]]
+
+
+def serialize_value(value: Value):
+    """``value`` as a list of buffers whose concatenation is the plaintext
+    (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays."""
+    spec = value.type().aspy()
+    type_json = json.dumps(_json_spec(spec), separators=(",", ":")).encode()
+    blobs = _Blobs()
+    tree = _enc_struct(value, spec[2], blobs)
+    tree_json = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
+    arrays = [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in blobs.arrays]
+    lengths = struct.pack(f"<{len(arrays)}Q", *(a.nbytes for a in arrays))
+    head = (_PT_HEADER.pack(PLAINTEXT_MAGIC, PLAINTEXT_VERSION, 0, 0, len(type_json),
+                            len(tree_json), len(arrays)) + lengths + type_json + tree_json)
+    parts = [head + bytes(-len(head) % 8)]
+    for a in arrays:
+        parts.append(a)
+        if a.nbytes % 8:
+            parts.append(bytes(-a.nbytes % 8))
+    return parts
+
+
+class _Budget:
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+    def tick(self):
+        self.n += 1
+        if self.n > _MAX_FIELDS:
+            raise FrameError("too many fields")
+
+
+def _check_spec(spec, depth=0, budget=None):
+    """A JSON type spec -> aspy() form, or FrameError."""
+    budget = budget or _Budget()
+    budget.tick()
+    if depth > _MAX_DEPTH:
+        raise FrameError("type nested too deeply")
+    if isinstance(spec, str):
+        if (len(spec) == 1 and spec in _SCALAR_CODES + "v") or spec in ("as", "av") \
+                or spec in _ARRAY_DTYPE:
+            return spec
+        raise FrameError(f"unknown type code {spec!r}")
+    if not (isinstance(spec, list) and len(spec) == 3 and spec[0] in ("S", "aS", "U", "aU")
+            and (spec[1] is None or isinstance(spec[1], str)) and isinstance(spec[2], list)):
+        raise FrameError("malformed type description")
+    fields, names = [], set()
+    for item in spec[2]:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and item[0] and item[0] not in names):
+            raise FrameError("malformed field in type description")
+        names.add(item[0])
+        fields.append((item[0], _check_spec(item[1], depth + 1, budget)))
+    return (spec[0], spec[1], fields)
+
+
+def _dec_scalar(code, x):
+    if code in _FLOAT_FMT:
+        if not isinstance(x, str) or len(x) != (8 if code == "f" else 16):
+            raise FrameError("bad float encoding")
+        return struct.unpack(_FLOAT_FMT[code], bytes.fromhex(x))[0]
+    if code == "?":
+        if not isinstance(x, bool):
+            raise FrameError("bad bool")
+        return x
+    if code == "s":
+        if not isinstance(x, str):
+            raise FrameError("bad string")
+        return x
+    lo, hi = _INT_RANGES[code]
+    if type(x) is not int or not lo <= x <= hi:
+        raise FrameError(f"integer {x!r} out of range for type {code!r}")
+    return x
+
+
+class _Decoder:
+    def __init__(self, blobs, budget):
+        self.blobs = blobs
+        self.used = set()
+        self.budget = budget
+
+    def blob(self, x, code):
+        if type(x) is not int or not 0 <= x < len(self.blobs) or x in self.used:
+            raise FrameError("bad array reference")
+        self.used.add(x)
+        buf = self.blobs[x]
+        dt = _ARRAY_DTYPE[code]
+        if len(buf) % dt.itemsize:
+            raise FrameError("array length not a multiple of its element size")
+        return np.frombuffer(buf, dt)
+
+    def struct(self, fields, x, depth):
+        if depth > _MAX_DEPTH:
+            raise FrameError("value nested too deeply")
+        if not isinstance(x, list) or len(x) != len(fields):
+            raise FrameError("structure of the wrong length")
+        return {name: self.field(spec, item, depth) for (name, spec), item in zip(fields, x)}
+
+    def field(self, spec, x, depth):
+        self.budget.tick()
+        if isinstance(spec, str):
+            if len(spec) == 1 and spec in _SCALAR_CODES:
+                return _dec_scalar(spec, x)
+            if spec in _ARRAY_DTYPE:
+                return self.blob(x, spec)
+            if spec == "as":
+                if not isinstance(x, list) or not all(isinstance(s, str) for s in x):
+                    raise FrameError("bad string array")
+                return x
+            if spec == "v":
+                return None if x is None else self.variant(x, depth)
+            if spec == "av":
+                if not isinstance(x, list):
+                    raise FrameError("bad variant array")
+                return [None if e is None else self.variant(e, depth) for e in x]
+        kind = spec[0]
+        if kind == "S":
+            return self.struct(spec[2], x, depth + 1)
+        if kind == "aS":
+            if not isinstance(x, list):
+                raise FrameError("bad structure array")
+            return [None if e is None else self.struct(spec[2], e, depth + 1) for e in x]
+        if kind == "U":
+            if x is None:
+                return None
+            if not (isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)):
+                raise FrameError("bad union")
+            mspec = dict(spec[2]).get(x[0])
+            if mspec is None:
+                raise FrameError(f"union has no member {x[0]!r}")
+            return (x[0], self.any(mspec, x[1], depth))
+        raise FrameError(f"unsupported type {kind!r}")
+
+    def variant(self, x, depth):
+        if not (isinstance(x, list) and len(x) == 2):
+            raise FrameError("bad variant")
+        spec = _check_spec(x[0], depth + 1, self.budget)
+        if spec == "v" or spec == "av" or (not isinstance(spec, str) and spec[0] in ("U", "aU")):
+            raise FrameError("unsupported variant content")
+        if isinstance(spec, str):
+            return (spec, self.field(spec, x[1], depth + 1))
+        if spec[0] == "S":
+            return Value(Type(spec[2], id=spec[1]), self.struct(spec[2], x[1], depth + 1))
+        return (spec, self.field(spec, x[1], depth + 1))
+
+    def any(self, spec, x, depth):
+        if not isinstance(spec, str) and spec[0] == "S":
+            return self.struct(spec[2], x, depth + 1)
+        return self.field(spec, x, depth + 1)
+
+
+_TYPE_CACHE_SIZE = 8
+_type_cache: "OrderedDict[bytes, tuple]" = OrderedDict()
+_type_cache_lock = threading.Lock()
+
+
+def _type_for(type_json: bytes):
+    with _type_cache_lock:
+        hit = _type_cache.get(type_json)
+        if hit is not None:
+            _type_cache.move_to_end(type_json)
+            return hit
+    spec = _check_spec(json.loads(type_json))
+    if spec[0] != "S":
+        raise FrameError("the top level must be a structure")
+    entry = (spec, Type(spec[2], id=spec[1]))
+    with _type_cache_lock:
+        _type_cache[bytes(type_json)] = entry
+        while len(_type_cache) > _TYPE_CACHE_SIZE:
+            _type_cache.popitem(last=False)
+    return entry
+
+
+def deserialize_value(buf) -> Value:
+    """Inverse of :func:`serialize_value`; FrameError for anything that is
+    not exactly such a plaintext. Arrays are views of ``buf`` until the
+    Value is built (p4p copies them)."""
+    mv = memoryview(buf).cast("B")
+    total = len(mv)
+    if total < _PT_HEADER.size:
+        raise FrameError("plaintext too short")
+    magic, version, flags, zero, type_len, tree_len, n_blobs = _PT_HEADER.unpack_from(mv, 0)
+    if magic != PLAINTEXT_MAGIC or version != PLAINTEXT_VERSION or flags or zero:
+        raise FrameError("not a pvagpu plaintext of version 1")
+    pos = _PT_HEADER.size
+    if n_blobs > (total - pos) // 8:
+        raise FrameError("bad array count")
+    lengths = struct.unpack_from(f"<{n_blobs}Q", mv, pos)
+    pos += 8 * n_blobs
+    if type_len > total - pos or tree_len > total - pos - type_len:
+        raise FrameError("bad header lengths")
+    type_json = bytes(mv[pos:pos + type_len])
+    pos += type_len
+    tree_json = bytes(mv[pos:pos + tree_len])
+    pos += tree_len
+    pad = -pos % 8
+    if bytes(mv[pos:pos + pad]) != bytes(pad):
+        raise FrameError("bad padding")
+    pos += pad
+    blobs = []
+    for n in lengths:
+        pad = -n % 8
+        if n > total - pos or pad > total - pos - n:
+            raise FrameError("array runs past the end")
+        blobs.append(mv[pos:pos + n])
+        if bytes(mv[pos + n:pos + n + pad]) != bytes(pad):
+            raise FrameError("bad padding")
+        pos += n + pad
+    if pos != total:
+        raise FrameError("trailing bytes after the last array")
+    try:
+        spec, typ = _type_for(type_json)
+        tree = json.loads(tree_json)
+        budget = _Budget()
+        dec = _Decoder(blobs, budget)
+        fields = dec.struct(spec[2], tree, 0)
+        if len(dec.used) != len(blobs):
+            raise FrameError("unreferenced arrays")
+        return Value(typ, fields)
+    except FrameError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError, RuntimeError, OverflowError) as exc:
+        raise FrameError(f"plaintext does not describe a valid object: "
+                         f"{type(exc).__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# The envelope
+# ---------------------------------------------------------------------------
+
+ENVELOPE_VERSION = 1
+NTNDARRAY_ENVELOPE_ID = "pvagpu:EncryptedNTNDArray:1"
+DATA_ENVELOPE_ID = "pvagpu:EncryptedData:1"
+KEY_ID_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+_TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
+
+#: THE envelope structure (field, p4p type code), in wire order.
+ENVELOPE_FIELDS = [
+    ("version", "I"),          # envelope format version (1)
+    ("channel", "s"),          # channel the envelope was published on (bound)
+    ("uniqueId", "i"),         # clear copy of the object's uniqueId (routing, missed frames)
+    ("timeStamp", _TIME_T),    # clear copies of the object's timestamps
+    ("dataTimeStamp", _TIME_T),
+    ("dtype", "s"),            # NTNDArray only: numpy dtype name of the pixels
+    ("dims", "ai"),            # NTNDArray only: dimension[].size, fastest axis first
+    ("codec", "s"),            # NTNDArray only: codec.name
+    ("recipient", "s"),        # fingerprint of the RSA key the AES key is wrapped for
+    ("signer", "s"),           # fingerprint of the signing key ("" unsigned)
+    ("signatureAlgorithm", "s"),  # "", "ed25519" or "rsa-pss-sha256"
+    ("keyId", "aB"),           # 16 random bytes naming the key epoch
+    ("counter", "L"),          # frame number within the key epoch, from 1
+    ("wrappedKey", "aB"),      # RSA-OAEP(SHA-256) of the epoch's key record
+    ("nonce", "aB"),           # 12 fresh random bytes per frame
+    ("ciphertext", "aB"),      # AES-256-GCM(plaintext) || 16-byte tag
+    ("signature", "aB"),       # over signed_message(); empty when unsigned
+]
+
+
+def envelope_type(structure_id: str = NTNDARRAY_ENVELOPE_ID) -> Type:
+    return Type(ENVELOPE_FIELDS, id=structure_id)
+
+
+_ENVELOPE_TYPES = {sid: envelope_type(sid) for sid in (NTNDARRAY_ENVELOPE_ID, DATA_ENVELOPE_ID)}
+
+_KEY_RECORD = struct.Struct(">4sB16sQ32s")  # magic, version, key id, epoch start ns, AES key
+_KEY_MAGIC = b"PVGK"
+
+
+def _lp(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+def associated_data(h: dict) -> bytes:
+    """The canonical bytes of the clear fields that AES-GCM authenticates."""
+    return b"".join((
+        b"pvagpu-aad\x00", struct.pack(">I", h["version"]), _lp(h["id"].encode()),
+        _lp(h["channel"].encode()),
+        struct.pack(">iqiiqiiQ", h["uniqueId"], *h["timeStamp"], *h["dataTimeStamp"],
+                    h["counter"]),
+        _lp(h["dtype"].encode()), _lp(struct.pack(f">{len(h['dims'])}i", *h["dims"])),
+        _lp(h["codec"].encode()), _lp(h["recipient"].encode()), _lp(h["signer"].encode()),
+        _lp(h["signatureAlgorithm"].encode()), _lp(h["keyId"]), _lp(h["wrappedKey"]),
+    ))
+
+
+def signed_message(aad: bytes, nonce: bytes, ciphertext) -> bytes:
+    """What the signature covers: the associated data, the nonce and the
+    SHA-256 digest of the ciphertext (tag included)."""
+    return b"pvagpu-sig\x00" + _lp(aad) + _lp(bytes(nonce)) + hashlib.sha256(ciphertext).digest()
+
+
+def _stamp(value: Value, name: str) -> tuple:
+    if name not in value:
+        return (0, 0, 0)
+    s = value[name]
+    return (int(s["secondsPastEpoch"]), int(s["nanoseconds"]), int(s["userTag"]))
+
+
+def ntndarray_summary(value: Value) -> tuple:
+    """(dtype name, dims, codec name) of an NTNDArray (uncompressed dtype)."""
+    for name in ("value", "dimension", "codec", "uniqueId"):
+        if name not in value:
+            raise FrameError(f"not an NTNDArray: no field {name!r}")
+    codec = value["codec.name"]
+    if codec:
+        param = value["codec.parameters"]
+        if param is None:
+            raise FrameError(f"codec {codec!r} frame without codec.parameters")
+        dtype = ntnda.info_for_pv_type(param).dtype
+    else:
+        _, info = ntnda.payload(value)
+        dtype = info.dtype
+    dims = [int(d["size"]) for d in value["dimension"]]
+    return dtype.name, dims, codec
+
+
+class _Epoch:
+    __slots__ = ("key_id", "key", "created_ns", "counter", "wrapped", "started")
+
+    def __init__(self, recipient):
+        self.key_id = os.urandom(KEY_ID_BYTES)
+        self.key = os.urandom(32)
+        self.created_ns = time.time_ns()
+        self.started = time.monotonic()
+        self.counter = 0
+        record = _KEY_RECORD.pack(_KEY_MAGIC, 1, self.key_id, self.created_ns, self.key)
+        self.wrapped = recipient.encrypt(record, _OAEP)
+
+
+class EnvelopeSealer:
+    """Encrypts objects into envelopes for one recipient.
+
+    ``recipient``: the receiver's RSA public key; ``signing_key``: the
+    sender's private key (Ed25519 or RSA) or None. A new key epoch (new AES
+    key, key id and wrapped key) starts after ``rotation_frames`` frames or
+    ``rotation_seconds`` seconds, whichever comes first (<= 0: never for
+    that criterion; frames are capped at 2**32 per key, the GCM limit for
+    random nonces)."""
+
+    MAX_FRAMES_PER_KEY = 2 ** 32
+
+    def __init__(self, recipient, signing_key=None, *, rotation_frames: int = 1_000_000,
+                 rotation_seconds: float = 3600.0, structure_id: str = NTNDARRAY_ENVELOPE_ID):
+        self.recipient = require_rsa(recipient, "recipient key")
+        if isinstance(recipient, rsa.RSAPrivateKey):
+            self.recipient = recipient.public_key()
+        self.signing_key = signing_key
+        self.rotation_frames = int(rotation_frames) if rotation_frames and rotation_frames > 0 \
+            else self.MAX_FRAMES_PER_KEY
+        self.rotation_frames = min(self.rotation_frames, self.MAX_FRAMES_PER_KEY)
+        self.rotation_seconds = float(rotation_seconds or 0)
+        self.structure_id = structure_id
+        self.type = _ENVELOPE_TYPES.get(structure_id) or envelope_type(structure_id)
+        self.recipient_fp = fingerprint(self.recipient)
+        self.signer_fp = fingerprint(signing_key) if signing_key is not None else ""
+        self.sig_alg = signature_algorithm(signing_key) if signing_key is not None else ""
+        self.n_rotations = 0
+        self._epoch = None
+        self._buf = np.empty(0, np.uint8)
+
+    def rotate(self) -> None:
+        """Start a new key epoch now (one RSA-OAEP wrap)."""
+        self._epoch = _Epoch(self.recipient)
+        self.n_rotations += 1
+
+    def _current_epoch(self) -> _Epoch:
+        e = self._epoch
+        if (e is None or e.counter >= self.rotation_frames or
+                (self.rotation_seconds > 0 and time.monotonic() - e.started >= self.rotation_seconds)):
+            self.rotate()
+            e = self._epoch
+        return e
+
+    def seal(self, value: Value, channel: str = "", summary: Optional[tuple] = None) -> Value:
+        """The envelope of ``value``. ``summary`` = (dtype, dims, codec) for
+        NTNDArrays (see :func:`ntndarray_summary`)."""
+        parts = serialize_value(value)
+        size = sum(memoryview(p).nbytes for p in parts)
+        epoch = self._current_epoch()
+        epoch.counter += 1
+        dtype, dims, codec = summary if summary is not None else ("", [], "")
+        oid = int(value["uniqueId"]) if "uniqueId" in value else 0
+        h = {"version": ENVELOPE_VERSION, "id": self.structure_id, "channel": channel or "",
+             "uniqueId": oid, "timeStamp": _stamp(value, "timeStamp"),
+             "dataTimeStamp": _stamp(value, "dataTimeStamp"), "dtype": dtype,
+             "dims": dims, "codec": codec, "recipient": self.recipient_fp,
+             "signer": self.signer_fp, "signatureAlgorithm": self.sig_alg,
+             "keyId": epoch.key_id, "counter": epoch.counter, "wrappedKey": epoch.wrapped}
+        aad = associated_data(h)
+        nonce = os.urandom(NONCE_BYTES)
+        if self._buf.nbytes < size + TAG_BYTES + 16:
+            self._buf = np.empty(size + TAG_BYTES + 4096, np.uint8)
+        buf = self._buf
+        enc = Cipher(algorithms.AES(epoch.key), modes.GCM(nonce)).encryptor()
+        enc.authenticate_additional_data(aad)
+        pos = 0
+        for part in parts:
+            pos += enc.update_into(part, buf[pos:])
+        enc.finalize()
+        buf[pos:pos + TAG_BYTES] = np.frombuffer(enc.tag, np.uint8)
+        ct = buf[:pos + TAG_BYTES]
+        signature = b""
+        if self.signing_key is not None:
+            signature = sign(self.signing_key, signed_message(aad, nonce, ct))
+        return Value(self.type, {
+            "version": ENVELOPE_VERSION, "channel": h["channel"], "uniqueId": oid,
+            "timeStamp": dict(zip(("secondsPastEpoch", "nanoseconds", "userTag"), h["timeStamp"])),
+            "dataTimeStamp": dict(zip(("secondsPastEpoch", "nanoseconds", "userTag"),
+                                      h["dataTimeStamp"])),
+            "dtype": dtype, "dims": np.asarray(dims, np.int32), "codec": codec,
+            "recipient": self.recipient_fp, "signer": self.signer_fp,
+            "signatureAlgorithm": self.sig_alg,
+            "keyId": np.frombuffer(epoch.key_id, np.uint8), "counter": epoch.counter,
+            "wrappedKey": np.frombuffer(epoch.wrapped, np.uint8),
+            "nonce": np.frombuffer(nonce, np.uint8), "ciphertext": ct,
+            "signature": np.frombuffer(signature, np.uint8),
+        })
+
+
+def _u8(value: Value, name: str) -> np.ndarray:
+    arr = value[name]
+    if arr is None:  # p4p gives None for an empty array
+        return np.empty(0, np.uint8)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+        raise EnvelopeRejected("Malformed", f"field {name!r} is not a ubyte array")
+    return arr
+
+
+class EnvelopeOpener:
+    """Opens envelopes made for ``private_key`` (the receiver's RSA key).
+
+    ``verify_key``: the sender's public key; when given, every envelope must
+    carry a valid signature by it. ``expected_channel``: the channel the
+    envelope must be bound to (None: any). ``structure_ids``: accepted
+    structure IDs.
+
+    Replay rules: the decryptor keeps the newest key epoch it accepted
+    (ordered by the epoch start time inside the wrapped key record, then key
+    id) and the last accepted frame counter of each epoch it still knows.
+    A frame is accepted only if its counter is strictly greater than the
+    last accepted one of its epoch; frames of an epoch older than the newest
+    accepted epoch are rejected (StaleKey). A restarted encryptor starts a
+    new epoch (new key id, counter from 1), which is accepted because it is
+    newer. With ``max_key_age`` > 0, epochs started longer ago than that
+    (by the sender's clock) are rejected too, which bounds what can be
+    replayed to a decryptor that restarted and lost its state.
+
+    Nothing is remembered from an envelope that fails any check."""
+
+    KEY_CACHE_SIZE = 8
+
+    def __init__(self, private_key, verify_key=None, *, expected_channel: Optional[str] = None,
+                 structure_ids=(NTNDARRAY_ENVELOPE_ID, DATA_ENVELOPE_ID),
+                 max_key_age: float = 0.0):
+        self.private_key = require_rsa(private_key, "private key")
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise KeyFileError("the decryptor needs the receiver's RSA private key")
+        self.verify_key = verify_key
+        if verify_key is not None and hasattr(verify_key, "private_bytes"):
+            self.verify_key = verify_key.public_key()
+        self.expected_channel = expected_channel
+        self.structure_ids = tuple(structure_ids)
+        self.max_key_age = float(max_key_age or 0)
+        self.my_fp = fingerprint(private_key)
+        self.signer_fp = fingerprint(self.verify_key) if self.verify_key is not None else None
+        self._keys = OrderedDict()      # (key id, wrapped) -> (aes key, created ns)
+        self._last = OrderedDict()      # key id -> last accepted counter
+        self._newest = None             # (created ns, key id) of the newest accepted epoch
+        self._buf = np.empty(0, np.uint8)
+
+    def _header(self, env: Value) -> dict:
+        if not isinstance(env, Value):
+            raise EnvelopeRejected("Malformed", f"a {type(env).__name__}, not a PVA structure")
+        sid = env.getID()
+        if sid not in self.structure_ids:
+            raise EnvelopeRejected("Version", f"structure ID {sid!r} is not one of "
+                                   f"{', '.join(self.structure_ids)}")
+        try:
+            h = {"id": sid}
+            for name, code in ENVELOPE_FIELDS:
+                if name not in env:
+                    raise EnvelopeRejected("Malformed", f"no field {name!r}")
+            if env.type().aspy()[2] != ENVELOPE_FIELDS:
+                raise EnvelopeRejected("Malformed", "fields of the wrong type or order")
+            h["version"] = int(env["version"])
+            if h["version"] != ENVELOPE_VERSION:
+                raise EnvelopeRejected("Version", f"envelope version {h['version']}")
+            for name in ("channel", "dtype", "codec", "recipient", "signer",
+                         "signatureAlgorithm"):
+                h[name] = env[name]
+            h["uniqueId"] = int(env["uniqueId"])
+            h["timeStamp"] = _stamp(env, "timeStamp")
+            h["dataTimeStamp"] = _stamp(env, "dataTimeStamp")
+            dims = env["dims"]
+            h["dims"] = [int(d) for d in (dims if dims is not None else [])]
+            h["counter"] = int(env["counter"])
+            h["keyId"] = _u8(env, "keyId").tobytes()
+            h["wrappedKey"] = _u8(env, "wrappedKey").tobytes()
+            h["nonce"] = _u8(env, "nonce").tobytes()
+            h["signature"] = _u8(env, "signature").tobytes()
+            h["ciphertext"] = _u8(env, "ciphertext")
+        except EnvelopeRejected:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:
+            raise EnvelopeRejected("Malformed", f"{type(exc).__name__}: {exc}") from None
+        if len(h["keyId"]) != KEY_ID_BYTES or len(h["nonce"]) != NONCE_BYTES:
+            raise EnvelopeRejected("Malformed", "key id or nonce of the wrong length")
+        if h["ciphertext"].nbytes < TAG_BYTES + _PT_HEADER.size:
+            raise EnvelopeRejected("Malformed", "ciphertext too short")
+        if h["counter"] < 1:
+            raise EnvelopeRejected("Malformed", "frame counter below 1")
+        return h
+
+    def open(self, env: Value, commit: bool = True) -> Value:
+        """The object inside ``env``; :class:`EnvelopeRejected` otherwise.
+        With ``commit=False`` the replay state is neither checked nor
+        updated (used to learn the output type from a first object)."""
+        h = self._header(env)
+        if self.expected_channel is not None and h["channel"] != self.expected_channel:
+            raise EnvelopeRejected("Channel", f"envelope bound to channel {h['channel']!r}, "
+                                   f"expected {self.expected_channel!r}")
+        if h["recipient"] != self.my_fp:
+            raise EnvelopeRejected("Recipient", f"wrapped for key {h['recipient']}, this "
+                                   f"decryptor holds key {self.my_fp}")
+        aad = associated_data(h)
+        ct = h["ciphertext"]
+        if self.verify_key is not None:
+            if not h["signature"]:
+                raise EnvelopeRejected("Signature", "unsigned envelope, a signature is required")
+            if h["signer"] != self.signer_fp:
+                raise EnvelopeRejected("Signature", f"signed by key {h['signer'] or '-'}, "
+                                       f"expected key {self.signer_fp}")
+            if not verify(self.verify_key, h["signature"], signed_message(aad, h["nonce"], ct)):
+                raise EnvelopeRejected("Signature", "signature does not verify")
+        key, created = self._unwrap(h)
+        if commit:
+            self._check_fresh(h, created)
+        n = ct.nbytes - TAG_BYTES
+        if self._buf.nbytes < n:
+            self._buf = np.empty(n + 4096, np.uint8)
+        out = self._buf[:n]
+        try:
+            dec = Cipher(algorithms.AES(key), modes.GCM(h["nonce"], ct[n:].tobytes())).decryptor()
+            dec.authenticate_additional_data(aad)
+            dec.update_into(ct[:n], self._buf)
+            dec.finalize()
+        except InvalidTag:
+            raise EnvelopeRejected("Authentication", "AES-GCM tag does not match") from None
+        try:
+            value = deserialize_value(out)
+        except FrameError as exc:
+            raise EnvelopeRejected("Payload", str(exc)) from None
+        self._check_clear_fields(h, value)
+        if commit:
+            self._accept(h, key, created)
+        return value
+
+    def _unwrap(self, h):
+        cache_key = (h["keyId"], h["wrappedKey"])
+        hit = self._keys.get(cache_key)
+        if hit is not None:
+            return hit
+        try:
+            record = self.private_key.decrypt(h["wrappedKey"], _OAEP)
+        except ValueError:
+            raise EnvelopeRejected("WrappedKey", "the wrapped key does not unwrap with this "
+                                   "private key") from None
+        if len(record) != _KEY_RECORD.size:
+            raise EnvelopeRejected("WrappedKey", "key record of the wrong length")
+        magic, version, key_id, created, key = _KEY_RECORD.unpack(record)
+        if magic != _KEY_MAGIC or version != 1 or key_id != h["keyId"]:
+            raise EnvelopeRejected("WrappedKey", "key record not for this key id")
+        return key, created
+
+    def _check_fresh(self, h, created):
+        if self.max_key_age > 0 and time.time_ns() - created > self.max_key_age * 1e9:
+            raise EnvelopeRejected("StaleKey", f"key epoch started "
+                                   f"{(time.time_ns() - created) / 1e9:.0f} s ago "
+                                   f"(maxKeyAge {self.max_key_age:g} s)")
+        epoch = (created, h["keyId"])
+        if self._newest is not None and epoch < self._newest:
+            raise EnvelopeRejected("StaleKey", "key epoch older than the newest accepted one")
+        last = self._last.get(h["keyId"])
+        if last is not None and h["counter"] <= last:
+            raise EnvelopeRejected("Replay", f"frame counter {h['counter']} not above "
+                                   f"{last}, the last accepted of key epoch "
+                                   f"{h['keyId'].hex()[:8]}")
+
+    @staticmethod
+    def _check_clear_fields(h, value):
+        if "uniqueId" in value and int(value["uniqueId"]) != h["uniqueId"]:
+            raise EnvelopeRejected("Mismatch", "uniqueId differs from the encrypted object's")
+        if h["id"] == NTNDARRAY_ENVELOPE_ID:
+            try:
+                summary = ntndarray_summary(value)
+            except FrameError as exc:
+                raise EnvelopeRejected("Payload", f"not an NTNDArray: {exc}") from None
+            if summary != (h["dtype"], h["dims"], h["codec"]):
+                raise EnvelopeRejected("Mismatch", "dtype/dims/codec differ from the "
+                                       "encrypted frame's")
+
+    def _accept(self, h, key, created):
+        kid = h["keyId"]
+        self._keys[(kid, h["wrappedKey"])] = (key, created)
+        self._keys.move_to_end((kid, h["wrappedKey"]))
+        while len(self._keys) > self.KEY_CACHE_SIZE:
+            self._keys.popitem(last=False)
+        self._last[kid] = h["counter"]
+        self._last.move_to_end(kid)
+        while len(self._last) > self.KEY_CACHE_SIZE:
+            self._last.popitem(last=False)
+        epoch = (created, kid)
+        if self._newest is None or epoch > self._newest:
+            self._newest = epoch
