@@ -79,19 +79,28 @@ class BsLz4Codec:
         return out
 
     def decode(self, payload: np.ndarray, dtype: np.dtype, uncompressed_size: int) -> np.ndarray:
-        default = default_block_size(dtype.itemsize) * dtype.itemsize
-        if payload.size < HDF5_HEADER_BYTES or be64(payload, 0) != uncompressed_size:
-            return _decode(payload, 0, default, dtype, uncompressed_size)
-        # An HDF5 chunk. A headerless payload looks like one only when it is
-        # < 8 elements of raw bytes that happen to read as the size (or by
-        # astronomic chance), so that layout is tried second.
+        return with_layout(_decode, payload, dtype, uncompressed_size)
+
+
+def with_layout(fn, payload, dtype, uncompressed_size):
+    """``fn(payload, start, block_bytes, dtype, uncompressed_size)`` for the
+    layout of ``payload``: headerless with the default block size, or an
+    HDF5 chunk whose 12-byte bitshuffle-filter header gives the block size.
+
+    A headerless payload looks like an HDF5 chunk only when it is < 8
+    elements of raw bytes that happen to read as the size (or by astronomic
+    chance), so that layout is tried second; the HDF5 layout's error is the
+    one reported."""
+    default = default_block_size(dtype.itemsize) * dtype.itemsize
+    if payload.size < HDF5_HEADER_BYTES or be64(payload, 0) != uncompressed_size:
+        return fn(payload, 0, default, dtype, uncompressed_size)
+    try:
+        return fn(payload, HDF5_HEADER_BYTES, be32(payload, 8), dtype, uncompressed_size)
+    except CorruptPayloadError as exc:
         try:
-            return _decode(payload, HDF5_HEADER_BYTES, be32(payload, 8), dtype, uncompressed_size)
-        except CorruptPayloadError as exc:
-            try:
-                return _decode(payload, 0, default, dtype, uncompressed_size)
-            except CorruptPayloadError:
-                raise exc from exc.__cause__      # report the HDF5 layout's error
+            return fn(payload, 0, default, dtype, uncompressed_size)
+        except CorruptPayloadError:
+            raise exc from exc.__cause__
 
 
 def _decode(payload, start, block_bytes, dtype, uncompressed_size):

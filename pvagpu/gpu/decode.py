@@ -35,7 +35,7 @@ from numba import njit
 
 from .. import codecs
 from ..codecs import bslz4 as _bslz4
-from ..codecs._framing import be32, be64, lz4_decompress_block
+from ..codecs._framing import lz4_decompress_block
 from ..codecs.lz4 import is_hdf5_chunk
 from ..errors import CorruptPayloadError
 
@@ -119,17 +119,7 @@ def bslz4_blocks(payload: np.ndarray, dtype, uncompressed_size: int) -> BlockPla
     HDF5-filter header, recognised as :mod:`pvagpu.codecs.bslz4` does)."""
     dtype = codecs.check_sizes(dtype, int(uncompressed_size))
     payload = codecs.as_bytes(payload)
-    default = _bslz4.default_block_size(dtype.itemsize) * dtype.itemsize
-    header = _bslz4.HDF5_HEADER_BYTES
-    if payload.size < header or be64(payload, 0) != uncompressed_size:
-        return _plan(payload, 0, default, dtype, uncompressed_size)
-    try:
-        return _plan(payload, header, be32(payload, 8), dtype, uncompressed_size)
-    except CorruptPayloadError as exc:
-        try:
-            return _plan(payload, 0, default, dtype, uncompressed_size)
-        except CorruptPayloadError:
-            raise exc from None
+    return _bslz4.with_layout(_plan, payload, dtype, uncompressed_size)
 
 
 def lz4_blocks_on_host(payload: np.ndarray, plan: BlockPlan) -> np.ndarray:
