@@ -615,3 +615,33 @@ def test_cli_receives_every_frame_of_pvapy_ad_sim_server(processes, client):
     summary = out.strip().splitlines()[-1]
     assert f"received {p['nProcessed'] + 1}, processed {p['nProcessed']}, missed 0, errors 0, " \
            f"overruns 0" in summary, out
+
+
+def test_publisher_reopens_for_a_value_of_another_type(pva_env):
+    """A processor may open its output from the received frame and then
+    publish NTNDArrays it builds itself: p4p refuses to post a Value of
+    another type object, so the record is re-opened once with the new type."""
+    import numpy as np
+    from p4p.client.thread import Context
+    from p4p.nt import NTNDArray
+
+    from pvagpu import ntnda
+    from pvagpu.pva.publisher import LocalServer, Publisher
+
+    server = LocalServer()
+    publisher = Publisher(server, "test:reopen:output")
+    try:
+        publisher.updateOutputChannel(NTNDArray().wrap(np.zeros((2, 3), np.uint8)))
+        for unique_id in (1, 2):
+            publisher.updateOutputChannel(
+                ntnda.value_from_image(np.full((2, 3), unique_id, np.uint16), unique_id))
+        assert publisher.counters.n_errors == 0 and publisher.counters.n_published == 3
+        assert publisher.n_type_changes == 1
+        with Context("pva", nt=False) as ctx:
+            value = ctx.get("test:reopen:output", timeout=10)
+        assert value["uniqueId"] == 2
+        np.testing.assert_array_equal(ntnda.frame_from_value(value).image,
+                                      np.full((2, 3), 2, np.uint16))
+    finally:
+        publisher.close()
+        server.stop()

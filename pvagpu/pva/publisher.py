@@ -11,6 +11,13 @@ added.
 created from the first object (the processor's ``getOutputPvObjectType``
 of the first input, as pvapy does) and every later object is posted to it;
 posting a received ``Value`` shares its arrays, it copies no pixels.
+
+p4p posts only Values of the very type the record was opened with (an
+equal structure built elsewhere is refused). When a processor publishes a
+Value of another type, for instance an NTNDArray it built itself after the
+record was opened from a received frame, the record is re-opened with the
+new type: clients see one type change (logged, and counted in the
+publisher's ``n_type_changes``), and later Values of that type post as usual.
 """
 from __future__ import annotations
 
@@ -110,6 +117,7 @@ class Publisher:
         self.counters = PublisherCounters()
         self._pv = None
         self._type = None
+        self.n_type_changes = 0
         self._errors = ErrorLog(log)
 
     @property
@@ -138,12 +146,25 @@ class Publisher:
                 self.open(value)
             elif not isinstance(value, Value):
                 value = Value(self._type, value)
-            self._pv.post(value)
+            try:
+                self._pv.post(value)
+            except RuntimeError as exc:
+                if "exact type" not in str(exc):
+                    raise
+                self._reopen(value)
             self.counters.n_published += 1
         except Exception as exc:  # counted, the stream goes on
             self.counters.n_errors += 1
             self._errors("publish", "output channel %s: cannot publish: %s: %s",
                          self.channel, type(exc).__name__, exc)
+
+    def _reopen(self, value: Value) -> None:
+        """Serve ``value``'s type from now on (see the module docstring)."""
+        self._pv.close()
+        self._pv.open(value)
+        self._type = value.type()
+        self.n_type_changes += 1
+        log.info("output channel %s: type changed to that of the published objects", self.channel)
 
     def reset_stats(self) -> None:
         self.counters.reset()
