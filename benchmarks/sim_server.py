@@ -60,28 +60,42 @@ PASS = 0.99
 TRIES = 3
 
 
-def _machine() -> dict:
-    """CPU / GPU description: benchmarks/_machine.py when it is there."""
+def _versions() -> dict:
+    versions = {}
+    for name in ("p4p", "pvapy"):
+        try:
+            from importlib.metadata import version
+            versions[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing package is reported as absent
+            versions[name] = None
+    return versions
+
+
+def _machine() -> tuple:
+    """(dict, one-line summary) of the machine: benchmarks/_machine.py, or a
+    minimal local description where that module is missing."""
     sys.path.insert(0, str(HERE))
     try:
-        from _machine import machine  # type: ignore
-        return machine()
-    except Exception:  # noqa: BLE001 - fall back to a minimal local description
-        pass
+        import _machine as machine_module  # type: ignore
+    except ImportError:
+        machine_module = None
     finally:
         sys.path.pop(0)
+    if machine_module is not None:
+        info = machine_module.describe(**_versions())
+        return info, machine_module.line(info)
     cpu = "unknown CPU"
     try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
                     break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "source": "local fallback (benchmarks/_machine.py not found)"}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "gpus": [], "python": platform.python_version(),
+            "os": platform.platform(), "source": "local fallback", **_versions()}
+    return info, f"machine: {cpu}, {info['cores']} cores, no GPU; Python {info['python']}"
 
 
 def _free_port(kind):
@@ -290,8 +304,9 @@ def main(argv=None) -> int:
         client_main(args.client, args.duration, args.duration + 50, clients[0])
         return 0
 
-    machine = _machine()
-    print(f"machine: {machine}", flush=True)
+    machine, machine_line = _machine()
+    load_start = os.getloadavg()
+    print(f"{machine_line}; load average {load_start[0]:.2f}", flush=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     top = [top_rate(size, client, args) for size in sizes for client in clients]
     lossless = [] if args.no_ladder else [lossless_rate(size, clients[0], args) for size in sizes]
@@ -312,14 +327,15 @@ def main(argv=None) -> int:
             print(f"{row['nx']:>5}x{row['ny']:<5} {row['client']:>6}"
                   f" {row['pvapy']['lossless_fps']:9d} {row['pvagpu']['lossless_fps']:10d}"
                   f" {_ratio(row['ratio_lossless']):>6}")
-    print(f"machine: {machine.get('cpu')} x{machine.get('cores')}, GPU: {machine.get('gpu')}, "
-          f"Python {machine.get('python')}")
+    print(f"{machine_line}; load average {load_start[0]:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end (other processes share this machine)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "sim_server", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "duration_s": args.duration, "repeat": args.repeat, "n_frames": args.n_frames,
-        "machine": machine, "top_rate": top, "lossless_rate": lossless}, indent=2) + "\n")
+        "machine": machine, "load_average": {"start": load_start, "end": os.getloadavg()},
+        "top_rate": top, "lossless_rate": lossless}, indent=2) + "\n")
     print(f"wrote {out}")
     parts = [f"{r['nx']}/{r['client']}: rx {r['ratio_received']:.2f}, pub "
              f"{r['ratio_published']:.2f}" for r in top]
