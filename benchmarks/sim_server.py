@@ -38,15 +38,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pvagpu.pva.loopback import loopback_env as pva_loopback_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine as _machine_module  # noqa: E402  (benchmarks/_machine.py)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "sim_server.json"
@@ -72,49 +75,14 @@ def _versions() -> dict:
 
 
 def _machine() -> tuple:
-    """(dict, one-line summary) of the machine: benchmarks/_machine.py, or a
-    minimal local description where that module is missing."""
-    sys.path.insert(0, str(HERE))
-    try:
-        import _machine as machine_module  # type: ignore
-    except ImportError:
-        machine_module = None
-    finally:
-        sys.path.pop(0)
-    if machine_module is not None:
-        info = machine_module.describe(**_versions())
-        return info, machine_module.line(info)
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "gpus": [], "python": platform.python_version(),
-            "os": platform.platform(), "source": "local fallback", **_versions()}
-    return info, f"machine: {cpu}, {info['cores']} cores, no GPU; Python {info['python']}"
-
-
-def _free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """(dict, one-line summary) of the machine, from benchmarks/_machine.py."""
+    info = _machine_module.describe(**_versions())
+    return info, _machine_module.line(info)
 
 
 def loopback_env() -> dict:
     """This process's environment plus a private loopback PVA network."""
-    tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    env = dict(os.environ)
-    env.update({
-        "EPICS_PVA_ADDR_LIST": "127.0.0.1", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_SERVER_PORT": str(tcp), "EPICS_PVAS_SERVER_PORT": str(tcp),
-        "EPICS_PVA_BROADCAST_PORT": str(udp), "EPICS_PVAS_BROADCAST_PORT": str(udp),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {**os.environ, **pva_loopback_env(), "PYTHONUNBUFFERED": "1"}
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     return env
