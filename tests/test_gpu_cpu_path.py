@@ -450,3 +450,32 @@ def test_photon_counting_example_over_pva(image_source, codec):
     expect = sum((f.astype(np.float32) > 5).astype(np.uint32) for f in frames)
     assert image.dtype == np.uint32 and np.array_equal(image, expect)
     assert processor.nPhotons == int(expect.sum())
+
+
+@pytest.mark.parametrize("flag, explicit_error", [("none", False), ("auto", False), ("7", True)])
+def test_consumer_gpu_flag_reaches_the_processor(flag, explicit_error):
+    """pvagpu-consumer --gpu is the processor's configDict['gpu']; without
+    CuPy, auto falls back to NumPy and an explicit device is an error."""
+    from pathlib import Path
+
+    from pvagpu.cli.consumer import _consumer_from_args, build_parser
+    from pvagpu.gpu.backend import select_backend
+
+    have_gpu = select_backend("auto").is_gpu
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    args = build_parser().parse_args([
+        "-ic", "test:gpu:flag", "-pf", str(examples / "gpu_frame_stats.py"),
+        "-pc", "GpuFrameStats", "--gpu", flag])
+    consumer = _consumer_from_args(args)
+    processor = consumer.processor
+    assert processor.gpuSpec == flag
+    if explicit_error and not have_gpu:
+        with pytest.raises(ConfigurationError):
+            processor.start()
+        return
+    processor.start()
+    try:
+        if not have_gpu:
+            assert processor.xp is np and processor.getStats()["gpuBackend"].startswith("numpy")
+    finally:
+        processor.stop()

@@ -120,7 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
            "and needs '*' in its channel names to keep them apart. Example: -nc 4 -sc 'c:*:status'")
     a("-dc", "--disable-curses", action="store_true",
       help="no live table: plain periodic log lines even on a terminal")
+    a("--gpu", type=_gpu_choice, metavar="auto|none|N",
+      help="device for GPU processors (GpuAdImageProcessor subclasses), given to the processor "
+           "as configDict['gpu']: auto = the first CUDA device if CuPy finds one, else NumPy; "
+           "none = NumPy; N = CUDA device N (an error if it is not there). The backend and "
+           "device in use show in the status channel's userStats. Example: --gpu 0")
     return p
+
+
+def _gpu_choice(text: str) -> str:
+    """--gpu: 'auto', 'none' or a device number."""
+    if text in ("auto", "none") or (text.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, none or a device number, got {text!r}")
 
 
 def _default_queue_size() -> int:
@@ -159,6 +171,8 @@ def _consumer_from_args(args):
         "nSequentialUpdates": 1,
         "fieldRequest": "",
     })
+    if args.gpu is not None:
+        config["gpu"] = args.gpu
     processor = make_processor(cls, config)
     if args.metadata_channels:
         from ..pva.metadata import parse_specs
