@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 import _machine  # noqa: E402
 from pvagpu import crypto, ntnda  # noqa: E402
 from pvagpu.hpc import AdImageDataDecryptor, AdImageDataEncryptor  # noqa: E402
-from pvagpu.pva.sim_server import tune_malloc  # noqa: E402
+from pvagpu.memory import tune_malloc  # noqa: E402
 
 NX = NY = 1024
 CHANNEL = "bench:image"

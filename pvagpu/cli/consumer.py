@@ -12,8 +12,6 @@ run time.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -21,6 +19,7 @@ import subprocess
 import sys
 
 from ..errors import ConfigurationError
+from ..memory import tune_malloc
 from ..report import SECTIONS, parse_report_stats
 
 EPILOG = """\
@@ -191,34 +190,8 @@ def _consumer_from_args(args):
         disable_curses=args.disable_curses or bool(args.log_level and not args.log_file))
 
 
-#: glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def _tune_malloc() -> None:
-    """Keep received frames in the heap instead of fresh mmaps.
-
-    pvxs allocates every received array with malloc; above glibc's mmap
-    threshold each one gets fresh pages (page faults, zeroing by the
-    kernel) and gives them back when freed. Serving frames of up to 32 MiB
-    from the heap, and keeping up to 128 MiB of freed heap, cut the minor
-    faults per 2048x2048 uint16 frame from ~200 to ~30 and the CPU time by
-    ~10 % (benchmarks/throughput.py). Process-wide, hence done here and not
-    in the library. PVAGPU_MALLOPT=0 leaves malloc alone; no-op without
-    glibc."""
-    if os.environ.get("PVAGPU_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
-    mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
-
-
 def _run_one(args) -> int:
-    _tune_malloc()
+    tune_malloc()
     try:
         consumer = _consumer_from_args(args)
     except ConfigurationError as exc:

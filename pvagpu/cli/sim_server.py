@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-malloc-tuning", action="store_true",
                      help="leave glibc's malloc thresholds alone (by default they are raised "
                           "so that sending large frames does not page-fault; see "
-                          "pvagpu.pva.sim_server.tune_malloc)")
+                          "pvagpu.memory)")
     run.add_argument("-dc", "--disable-curses", action="store_true",
                      help="accepted for pvapy compatibility (no curses screen is used)")
     return parser
