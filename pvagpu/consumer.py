@@ -48,6 +48,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import codecs
 from .errors import ConfigurationError
 from .hpc import UserDataProcessor
 from .pva.control import (CONFIGURE, GET_STATS, RESET_STATS, STOP, SUCCESS, ControlChannel)
@@ -308,6 +309,9 @@ class Consumer:
         if self.control_channel_name:
             self.control = ControlChannel(self.server, self.control_channel_name,
                                           self.consumer_id, self._on_command)
+        # one-time decoder costs (numba compilation of the bslz4 check) are paid
+        # here, not by the first frames on the network thread
+        codecs.warm_up()
         p.start()
 
     def run(self) -> dict:
