@@ -31,6 +31,7 @@ machine line, and writes benchmarks/results/throughput.json.
     python benchmarks/throughput.py --quick            # 5 s steps, fewer bisections
     python benchmarks/throughput.py --sizes 512        # one size
     python benchmarks/throughput.py --step pvagpu 512 2000   # one step, for profiling
+    python benchmarks/throughput.py --numpy-backend    # GpuAdImageProcessor on NumPy vs plain path
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,6 +49,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _machine  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pvagpu import ntnda  # noqa: E402
+from pvagpu.gpu import GpuAdImageProcessor  # noqa: E402
+from pvagpu.hpc import AdImageProcessor  # noqa: E402
+from pvagpu.pva.loopback import loopback_env as pva_loopback_env  # noqa: E402
 
 RESULTS = HERE / "results" / "throughput.json"
 CHANNEL = "bench:image"
@@ -67,21 +73,68 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def loopback_env() -> dict:
     """This process's environment plus a private loopback PVA network."""
-    def free(kind):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    tcp, udp = free(socket.SOCK_STREAM), free(socket.SOCK_DGRAM)
-    env = dict(os.environ)
-    env.update({
-        "EPICS_PVA_ADDR_LIST": "127.0.0.1", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_SERVER_PORT": str(tcp), "EPICS_PVAS_SERVER_PORT": str(tcp),
-        "EPICS_PVA_BROADCAST_PORT": str(udp), "EPICS_PVAS_BROADCAST_PORT": str(udp),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {**os.environ, **pva_loopback_env(), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+# --- the NumPy backend against the plain processor path (issue 5) ------------
+
+class _PlainStats(AdImageProcessor):
+    """Per-frame statistics the pvapy way: reshapeNtNdArray, then NumPy."""
+    def __init__(self, configDict=None):
+        super().__init__(configDict)
+        self.result = None
+
+    def process(self, pvObject):
+        image = self.reshapeNtNdArray(pvObject)[1]
+        self.result = (float(image.mean()), float(image.max()), int((image > 8).sum()))
+        return pvObject
+
+
+class _BackendStats(GpuAdImageProcessor):
+    """The same statistics through GpuAdImageProcessor.processFrame with self.xp."""
+    def __init__(self, configDict=None):
+        super().__init__(configDict)
+        self.result = None
+
+    def processFrame(self, frame):
+        image, xp = frame.image, self.xp
+        self.result = (float(image.mean()), float(xp.max(image)), int((image > 8).sum()))
+        return None
+
+
+def numpy_backend_overhead(sizes, codecs_, n_frames: int, repeat: int) -> list:
+    """Seconds per frame of :class:`_PlainStats` and :class:`_BackendStats`
+    (backend 'none') on the same Poisson frames, in process, interleaved,
+    best of ``repeat``; the backend's cost relative to the plain path."""
+    rows = []
+    for size in sizes:
+        nx, ny, dtype, _ = SIZES[size]
+        rng = np.random.default_rng(1)
+        for codec in codecs_:
+            values = [ntnda.value_from_image(rng.poisson(4, (ny, nx)).astype(dtype), i + 1,
+                                             codec=codec) for i in range(n_frames)]
+            plain, backend = _PlainStats(), _BackendStats({"gpu": "none"})
+            backend.start()
+            best = {"plain": float("inf"), "numpy backend": float("inf")}
+            for _ in range(repeat):
+                for name, proc in (("plain", plain), ("numpy backend", backend)):
+                    t0 = time.perf_counter()
+                    for value in values:
+                        proc.process(value)
+                    best[name] = min(best[name], (time.perf_counter() - t0) / n_frames)
+            backend.stop()
+            assert plain.result == backend.result, (plain.result, backend.result)
+            rows.append({"nx": nx, "ny": ny, "dtype": dtype, "codec": codec or "none",
+                         "plain_ms": best["plain"] * 1e3,
+                         "numpy_backend_ms": best["numpy backend"] * 1e3,
+                         "overhead_pct": 100 * (best["numpy backend"] / best["plain"] - 1)})
+            r = rows[-1]
+            print(f"{nx}x{ny} {dtype:>6} {r['codec']:>6}: plain {r['plain_ms']:8.3f} ms/frame, "
+                  f"NumPy backend {r['numpy_backend_ms']:8.3f} ms/frame, "
+                  f"overhead {r['overhead_pct']:+5.1f} %", flush=True)
+    return rows
 
 
 def cpu_usage(pid: int) -> tuple:
@@ -274,6 +327,10 @@ def main(argv=None) -> int:
     parser.add_argument("--n-frames", type=int, default=20,
                         help="distinct frames the sim server cycles through (default 20)")
     parser.add_argument("--output", default=str(RESULTS), help="JSON result file")
+    parser.add_argument("--numpy-backend", action="store_true",
+                        help="only measure GpuAdImageProcessor on the NumPy backend against the "
+                             "plain AdImageProcessor path, in process (writes "
+                             "results/numpy_backend.json)")
     parser.add_argument("--step", nargs=3, metavar=("CONSUMER", "SIZE", "FPS"),
                         help="run one step and print its result (for profiling)")
     args = parser.parse_args(argv)
@@ -282,6 +339,20 @@ def main(argv=None) -> int:
     if args.bisect is None:
         args.bisect = 2 if args.quick else 3
     args.consumers = [c.strip() for c in args.consumers.split(",") if c.strip()]
+
+    if args.numpy_backend:
+        machine = _machine.describe()
+        print(_machine.line(machine), flush=True)
+        sizes = [x.strip() for x in args.sizes.split(",") if x.strip()]
+        rows = numpy_backend_overhead(sizes, ["", "bslz4"], n_frames=20 if args.quick else 50,
+                                      repeat=3 if args.quick else 7)
+        out = RESULTS.with_name("numpy_backend.json")
+        out.write_text(json.dumps({"benchmark": "numpy_backend",
+                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                   "machine": machine, "rows": rows}, indent=2) + "\n")
+        print(_machine.line(machine))
+        print(f"wrote {out}")
+        return 0
 
     if args.step:
         kind, size, fps = args.step
