@@ -103,8 +103,11 @@ def with_layout(fn, payload, dtype, uncompressed_size):
             raise exc from exc.__cause__
 
 
-def _decode(payload, start, block_bytes, dtype, uncompressed_size):
-    """Check the framing of the blocks from ``payload[start]``, then decode."""
+def block_geometry(start, block_bytes, dtype, uncompressed_size):
+    """``(block, nblocks, partial, tail)`` of a bslz4 stream: elements per
+    block, LZ4 blocks (the full ones and a partial last one of ``partial``
+    elements, a multiple of 8), and the raw tail bytes. CorruptPayloadError
+    for a block size that is not a positive multiple of 8 elements."""
     itemsize = dtype.itemsize
     if (block_bytes <= 0 or block_bytes % itemsize or (block_bytes // itemsize) % 8
             or block_bytes > LZ4_MAX_INPUT_SIZE):
@@ -114,8 +117,14 @@ def _decode(payload, start, block_bytes, dtype, uncompressed_size):
     block = block_bytes // itemsize
     n = uncompressed_size // itemsize
     partial = (n % block) // 8 * 8
-    nblocks = n // block + (1 if partial else 0)
-    tail = (n % 8) * itemsize
+    return block, n // block + (1 if partial else 0), partial, (n % 8) * itemsize
+
+
+def _decode(payload, start, block_bytes, dtype, uncompressed_size):
+    """Check the framing of the blocks from ``payload[start]``, then decode."""
+    itemsize = dtype.itemsize
+    block, nblocks, partial, tail = block_geometry(start, block_bytes, dtype, uncompressed_size)
+    n = uncompressed_size // itemsize
     size = payload.size
     scan = _scan_module or _scanner()
     status, index, pos, length = scan.scan(payload, start, nblocks, block_bytes,

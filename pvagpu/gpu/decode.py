@@ -91,15 +91,9 @@ def _walk(buf, pos, nblocks, block_bytes, last_bytes, comp_off, comp_size, out_o
 
 def _plan(payload, start, block_bytes, dtype, uncompressed_size):
     itemsize = dtype.itemsize
-    if block_bytes <= 0 or block_bytes % itemsize or (block_bytes // itemsize) % 8:
-        raise CorruptPayloadError(
-            f"bslz4: block size {block_bytes} bytes is not a positive multiple of 8 "
-            f"{dtype.name} elements")
-    block = block_bytes // itemsize
+    block, nblocks, partial, tail = _bslz4.block_geometry(start, block_bytes, dtype,
+                                                         uncompressed_size)
     n = uncompressed_size // itemsize
-    partial = (n % block) // 8 * 8
-    nblocks = n // block + (1 if partial else 0)
-    tail = (n % 8) * itemsize
     arrays = [np.empty(nblocks, np.int64) for _ in range(4)]
     bad, end = _walk(payload, start, nblocks, block_bytes, partial * itemsize, *arrays)
     if bad:
