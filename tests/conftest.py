@@ -15,6 +15,11 @@ import pytest
 
 from pvagpu.pva.loopback import loopback_env  # noqa: F401  (tests import it from here)
 
+# The console scripts (pvagpu-consumer, pvapy-ad-sim-server, ...) live beside
+# this interpreter; `make test` runs .venv/bin/python without activating .venv.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                      os.environ.get("PATH", "")])
+
 
 @pytest.fixture
 def pva_env(monkeypatch):
