@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlg
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from p4p import Type, Value
 
 from . import ntnda
@@ -378,11 +379,43 @@ def _json_spec(spec):
     return [spec[0], spec[1], [[n, _json_spec(s)] for n, s in spec[2]]]
 
 
+_SPEC_CACHE_SIZE = 8
+_spec_cache: "OrderedDict[Optional[str], list]" = OrderedDict()
+_spec_cache_lock = threading.Lock()
+
+
+def _type_json(spec) -> bytes:
+    """The JSON type description of ``spec`` (an aspy() form).
+
+    A pure function of ``spec``, remembered for the last few distinct specs:
+    a hit needs ``spec`` to be *equal* (the whole nested type, compared
+    field by field) to the remembered one, so nothing but the type's own
+    description is ever reused. Entries are grouped by the top-level type ID
+    only to keep the comparisons few."""
+    with _spec_cache_lock:
+        bucket = _spec_cache.get(spec[1])
+        if bucket is not None:
+            for cached_spec, cached_json in bucket:
+                if cached_spec == spec:
+                    return cached_json
+    type_json = json.dumps(_json_spec(spec), separators=(",", ":")).encode()
+    with _spec_cache_lock:
+        bucket = _spec_cache.setdefault(spec[1], [])
+        _spec_cache.move_to_end(spec[1])
+        bucket.insert(0, (spec, type_json))
+        del bucket[_SPEC_CACHE_SIZE:]
+        while len(_spec_cache) > _SPEC_CACHE_SIZE:
+            _spec_cache.popitem(last=False)
+    return type_json
+
+
 def serialize_value(value: Value):
     """``value`` as a list of buffers whose concatenation is the plaintext
-    (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays."""
+    (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays.
+    The JSON type description is remembered per type (:func:`_type_json`);
+    the small fields are encoded anew for every value."""
     spec = value.type().aspy()
-    type_json = json.dumps(_json_spec(spec), separators=(",", ":")).encode()
+    type_json = _type_json(spec)
     blobs = _Blobs()
     tree = _enc_struct(value, spec[2], blobs)
     tree_json = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
@@ -697,7 +730,8 @@ def ntndarray_summary(value: Value) -> tuple:
 
 
 class _Epoch:
-    __slots__ = ("key_id", "key", "created_ns", "counter", "wrapped", "started")
+    __slots__ = ("key_id", "key", "created_ns", "counter", "wrapped", "started",
+                 "algorithm", "key_id_array", "wrapped_array")
 
     def __init__(self, recipient):
         self.key_id = os.urandom(KEY_ID_BYTES)
@@ -707,6 +741,10 @@ class _Epoch:
         self.counter = 0
         record = _KEY_RECORD.pack(_KEY_MAGIC, 1, self.key_id, self.created_ns, self.key)
         self.wrapped = recipient.encrypt(record, _OAEP)
+        # made once per epoch rather than for every frame
+        self.algorithm = algorithms.AES(self.key)
+        self.key_id_array = np.frombuffer(self.key_id, np.uint8)
+        self.wrapped_array = np.frombuffer(self.wrapped, np.uint8)
 
 
 class EnvelopeSealer:
@@ -757,7 +795,7 @@ class EnvelopeSealer:
         """The envelope of ``value``. ``summary`` = (dtype, dims, codec) for
         NTNDArrays (see :func:`ntndarray_summary`)."""
         parts = serialize_value(value)
-        size = sum(memoryview(p).nbytes for p in parts)
+        size = sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in parts)
         epoch = self._current_epoch()
         epoch.counter += 1
         dtype, dims, codec = summary if summary is not None else ("", [], "")
@@ -773,7 +811,7 @@ class EnvelopeSealer:
         if self._buf.nbytes < size + TAG_BYTES + 16:
             self._buf = np.empty(size + TAG_BYTES + 4096, np.uint8)
         buf = self._buf
-        enc = Cipher(algorithms.AES(epoch.key), modes.GCM(nonce)).encryptor()
+        enc = Cipher(epoch.algorithm, modes.GCM(nonce)).encryptor()
         enc.authenticate_additional_data(aad)
         pos = 0
         for part in parts:
@@ -792,8 +830,8 @@ class EnvelopeSealer:
             "dtype": dtype, "dims": np.asarray(dims, np.int32), "codec": codec,
             "recipient": self.recipient_fp, "signer": self.signer_fp,
             "signatureAlgorithm": self.sig_alg,
-            "keyId": np.frombuffer(epoch.key_id, np.uint8), "counter": epoch.counter,
-            "wrappedKey": np.frombuffer(epoch.wrapped, np.uint8),
+            "keyId": epoch.key_id_array, "counter": epoch.counter,
+            "wrappedKey": epoch.wrapped_array,
             "nonce": np.frombuffer(nonce, np.uint8), "ciphertext": ct,
             "signature": np.frombuffer(signature, np.uint8),
         })
@@ -922,10 +960,7 @@ class EnvelopeOpener:
             self._buf = np.empty(n + 4096, np.uint8)
         out = self._buf[:n]
         try:
-            dec = Cipher(algorithms.AES(key), modes.GCM(h["nonce"], ct[n:].tobytes())).decryptor()
-            dec.authenticate_additional_data(aad)
-            dec.update_into(ct[:n], self._buf)
-            dec.finalize()
+            AESGCM(key).decrypt_into(h["nonce"], ct, aad, out)
         except InvalidTag:
             raise EnvelopeRejected("Authentication", "AES-GCM tag does not match") from None
         try:
