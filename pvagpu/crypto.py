@@ -646,6 +646,8 @@ NTNDARRAY_ENVELOPE_ID = "pvagpu:EncryptedNTNDArray:1"
 DATA_ENVELOPE_ID = "pvagpu:EncryptedData:1"
 KEY_ID_BYTES = 16
 NONCE_BYTES = 12
+#: seconds a sender's clock may be ahead of the receiver's for a key epoch
+MAX_CLOCK_SKEW = 300.0
 TAG_BYTES = 16
 _TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
@@ -990,6 +992,12 @@ class EnvelopeOpener:
         return key, created
 
     def _check_fresh(self, h, created):
+        # an epoch dated in the future would become the newest one and lock
+        # out every real epoch (StaleKey) until the decryptor restarts
+        ahead = created - time.time_ns()
+        if ahead > MAX_CLOCK_SKEW * 1e9:
+            raise EnvelopeRejected("StaleKey", f"key epoch starts {ahead / 1e9:.0f} s in the "
+                                   f"future (more than {MAX_CLOCK_SKEW:g} s of clock skew)")
         if self.max_key_age > 0 and time.time_ns() - created > self.max_key_age * 1e9:
             raise EnvelopeRejected("StaleKey", f"key epoch started "
                                    f"{(time.time_ns() - created) / 1e9:.0f} s ago "

@@ -38,3 +38,8 @@ class OutputFileError(PvagpuError, OSError):
     """An output file that cannot be written: a missing or unwritable
     directory, a full disk, an image the file format cannot hold. The
     message names the file and the cause."""
+
+
+class RingOverrunError(PvagpuError):
+    """A GPU processor's pinned staging ring had no free slot: the frame was
+    dropped (counted by the consumer as an error, and in nRingOverruns)."""

@@ -463,3 +463,18 @@ def test_output_type_of_the_decryptor_comes_from_the_first_frame(keys):
     pv.post(enc.process(frame()))
     out = SharedPV(initial=first)
     out.post(dec.process(enc.process(frame(uid=8))))
+
+
+def test_an_epoch_dated_in_the_future_is_rejected_and_locks_nobody_out(keys, monkeypatch):
+    """Anyone with the receiver's public key can make an unsigned epoch; one
+    dated far ahead must not become the newest and make real epochs stale."""
+    import pvagpu.crypto as crypto_module
+
+    real_time_ns = crypto_module.time.time_ns
+    future, dec = pair(keys)
+    monkeypatch.setattr(crypto_module.time, "time_ns", lambda: real_time_ns() + 3600 * 10**9)
+    forged = future.process(frame(uid=1))          # its epoch starts an hour from now
+    monkeypatch.setattr(crypto_module.time, "time_ns", real_time_ns)
+    assert reason_of(dec, forged) == "StaleKey"
+    honest, _ = pair(keys)
+    assert same(dec.process(honest.process(frame(uid=2))), frame(uid=2))

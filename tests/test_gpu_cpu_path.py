@@ -112,6 +112,12 @@ class FakeDevice(HostDevice):
         self.waited += 1
         event["done"] = True
 
+    def synchronize_stream(self, stream):
+        self.waited += 1
+        for event in self.events:
+            if event["stream"] == stream:
+                event["done"] = True
+
     def complete(self, n=None):
         for event in self.events[:n]:
             event["done"] = True
@@ -162,7 +168,8 @@ def test_ring_is_sized_from_the_first_frame_and_grows_when_the_image_grows():
     dev.complete(1)
     staged = ring.stage(big, uncompressed_bytes=big.size)
     assert staged is not None and ring.n_resizes == 1 and ring.slot_bytes >= big.size
-    assert dev.waited >= 1                                        # waited for the busy slot first
+    assert dev.waited >= 1                    # waited for the streams of the busy slots first
+    assert all(event["done"] for event in dev.events[:-1])
     assert np.array_equal(staged.device, big)
 
 
@@ -479,3 +486,29 @@ def test_consumer_gpu_flag_reaches_the_processor(flag, explicit_error):
             assert processor.xp is np and processor.getStats()["gpuBackend"].startswith("numpy")
     finally:
         processor.stop()
+
+
+def test_a_frame_the_staging_ring_cannot_take_is_an_error_not_a_processed_frame():
+    """With every staging slot still copying, the device path drops the frame:
+    process() raises RingOverrunError, so the consumer counts an error instead
+    of a processed frame. The device is made current around the work."""
+    import contextlib
+
+    from pvagpu.errors import RingOverrunError
+
+    entered = []
+
+    class Stats(GpuAdImageProcessor):
+        def processFrame(self, frame):
+            raise AssertionError("a dropped frame must not be processed")
+
+    proc = Stats({"gpu": "none"})
+    proc.start()
+    proc._device = types.SimpleNamespace(frame=lambda value: (None, None), collect=lambda: None)
+    proc.backend = types.SimpleNamespace(device_id=3)
+    proc.xp = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        Device=lambda i: entered.append(i) or contextlib.nullcontext()))
+    value = ntnda.value_from_image(np.zeros((4, 4), np.uint16), 7)
+    with pytest.raises(RingOverrunError, match="frame 7 dropped"):
+        proc.process(value)
+    assert entered == [3]

@@ -38,6 +38,7 @@ subclass's ``getStats`` returns.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ import numpy as np
 from p4p import Type, Value
 
 from .. import codecs, ntnda
-from ..errors import FrameError
+from ..errors import FrameError, RingOverrunError
 from ..hpc.ad_image_processor import AdImageProcessor
 from .backend import Backend, numpy_backend, select_backend
 from .staging import DEFAULT_SLOTS, DEFAULT_STREAMS, SlotRing
@@ -222,13 +223,27 @@ class GpuAdImageProcessor(AdImageProcessor):
             return ntnda.frame_from_value(pvObject), None
         return self._device.frame(pvObject)
 
+    def _on_device(self):
+        """The backend's device made current in the calling thread: frames
+        arrive on the PVA or processing thread, not on the thread that ran
+        start(), and a CUDA device choice holds per thread."""
+        if self._device is None:
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(self.backend.device_id)
+
     def process(self, pvObject):
         if len(pvObject["dimension"]) == 0:
             return pvObject
+        with self._on_device():
+            return self._process_on_device(pvObject)
+
+    def _process_on_device(self, pvObject):
         self.flush()
         frame, timing = self.decodeFrame(pvObject)
         if frame is None:
-            return pvObject
+            raise RingOverrunError(
+                f"frame {int(pvObject['uniqueId'])} dropped: all {self.gpuSlots} staging slots "
+                f"are still copying (raise gpuSlots, or process faster)")
         stream = timing[0] if timing else None
         if stream is not None:
             with stream:
@@ -271,6 +286,12 @@ class GpuAdImageProcessor(AdImageProcessor):
             for i, f in enumerate(frames):
                 f.image = images[i]
             batches.append(FrameBatch(images, frames))
+        if self._device is not None:
+            # the decoded buffers go back to the slot streams' memory pool once
+            # dropped here: later decodes on those streams wait for the stack
+            stacked = self.xp.cuda.get_current_stream().record()
+            for stream in self._device.ring.streams:
+                stream.wait_event(stacked)
         return batches
 
     # -- publication ----------------------------------------------------------
@@ -405,21 +426,33 @@ def _wrap_batch(user_method):
     def processBatch(self, objects):
         if isinstance(objects, FrameBatch):
             return user_method(self, objects)
-        self.flush()
-        results = []
-        for batch in self._batch_frames(objects):
-            result = user_method(self, batch)
-            self.nGpuFrames += len(batch)
-            stream = self.xp.cuda.get_current_stream() if self._device is not None else None
-            if isinstance(result, list):
-                for r, frame in zip(result, batch.frames):
-                    self._publish(r, frame, stream)
-            else:
-                self._publish(result, batch.frames[-1], stream)
-            results.append(result)
-        return results
+        with self._on_device():
+            return _process_batches(self, user_method, objects)
     processBatch._pvagpu_wrapped = True
     return processBatch
+
+
+def _process_batches(self, user_method, objects):
+    """Decode ``objects`` into FrameBatches, run ``user_method`` on each and
+    publish its results; RingOverrunError afterwards if frames were dropped."""
+    self.flush()
+    dropped = self._device.ring.n_overruns if self._device is not None else 0
+    results = []
+    for batch in self._batch_frames(objects):
+        result = user_method(self, batch)
+        self.nGpuFrames += len(batch)
+        stream = self.xp.cuda.get_current_stream() if self._device is not None else None
+        if isinstance(result, list):
+            for r, frame in zip(result, batch.frames):
+                self._publish(r, frame, stream)
+        else:
+            self._publish(result, batch.frames[-1], stream)
+        results.append(result)
+    if self._device is not None and self._device.ring.n_overruns > dropped:
+        raise RingOverrunError(
+            f"{self._device.ring.n_overruns - dropped} frames of a batch of {len(objects)} "
+            f"dropped: all {self.gpuSlots} staging slots were still copying")
+    return results
 
 
 def _wrap_merge(user_method, base_method):

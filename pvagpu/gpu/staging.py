@@ -126,9 +126,11 @@ class SlotRing:
         nbytes = int(payload.nbytes)
         if nbytes > self.slot_bytes:
             if self.slots:
-                for slot in self.slots:   # an image-size change: rare, so wait
-                    if slot.event is not None:
-                        self.device.wait_event(slot.event)
+                # an image-size change, rare: wait for everything queued on the
+                # slot streams (copies AND the decodes reading the device
+                # buffers) before those buffers go back to the memory pool
+                for stream in self.streams:
+                    self.device.synchronize_stream(stream)
                 self.n_resizes += 1
             self._allocate(slot_size_for(nbytes, uncompressed_bytes))
         slot = self.slots[self._next]
@@ -186,6 +188,9 @@ class HostDevice:
     def wait_event(self, event) -> None:
         pass
 
+    def synchronize_stream(self, stream) -> None:
+        pass
+
 
 class CupyDevice:
     """The device interface on a CUDA device with CuPy (device-only code).
@@ -225,3 +230,6 @@ class CupyDevice:
 
     def wait_event(self, event) -> None:
         event.synchronize()
+
+    def synchronize_stream(self, stream) -> None:
+        stream.synchronize()
