@@ -285,7 +285,11 @@ class Consumer:
         self._housekeeping = threading.Thread(target=self._housekeep, name="pvagpu-housekeeping",
                                               daemon=True)
         self._housekeeping.start()
-        self.receiver.start()
+        try:
+            self.receiver.start()
+        except BaseException:
+            self.shutdown()  # threads, channels and the processor are running: stop them
+            raise
         log.info("consumer %s: receiving %s (%s, request %r)", self.consumer_id,
                  self.input_channel, "processing on the PVA thread" if self.direct else
                  f"queue {self.receiver.max_queued}", self.receiver.request)

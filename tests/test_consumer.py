@@ -645,3 +645,20 @@ def test_publisher_reopens_for_a_value_of_another_type(pva_env):
     finally:
         publisher.close()
         server.stop()
+
+
+def test_missed_frames_are_counted_from_the_skipped_connect_snapshot():
+    """As in pvapy, the first (skipped) update starts the uniqueId accounting:
+    a gap between the connect snapshot and the first processed frame is missed."""
+    import numpy as np
+
+    from pvagpu import ntnda
+    from pvagpu.pva.receiver import SKIPPED, Receiver
+
+    got = []
+    receiver = Receiver("test:snapshot", skip_initial_updates=1,
+                        deliver=lambda oid, value: got.append(oid))
+    for unique_id in (5, 8, 9):      # snapshot 5, then 6 and 7 never arrive
+        receiver._on_value(ntnda.value_from_image(np.zeros((2, 2), np.uint8), unique_id))
+    assert got == [SKIPPED, 8, 9]
+    assert receiver.counters.n_missed == 2 and receiver.counters.n_skipped == 1

@@ -189,6 +189,10 @@ class Receiver:
         if self.skip > 0:
             self.skip -= 1
             c.n_skipped += 1
+            try:  # missed-frame accounting starts at the first object, as pvapy's does
+                self.ids.update(value[self.oid_field])
+            except (KeyError, ValueError, TypeError):
+                pass
             oid = SKIPPED
         else:
             try:
