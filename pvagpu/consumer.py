@@ -53,7 +53,7 @@ from .errors import ConfigurationError
 from .hpc import UserDataProcessor
 from .pva.control import (CONFIGURE, GET_STATS, RESET_STATS, STOP, SUCCESS, ControlChannel)
 from .pva.publisher import LocalServer, Publisher
-from .pva.receiver import DEFAULT_QUEUE_SIZE, SKIPPED, Receiver
+from .pva.receiver import DEFAULT_QUEUE_SIZE, SKIPPED, Receiver, distributor_options
 from .pva.status import StatusChannel
 from .report import Reporter
 from .stats import ErrorLog, ProcessorCounters, build_stats
@@ -163,6 +163,28 @@ def make_processor(cls, config: dict):
                                  f"{type(exc).__name__}: {exc}") from exc
 
 
+def distributor_oid_offset(oid_offset: int = 0, *, n_consumers: int = 1,
+                           distributor_updates: int | None = None,
+                           n_distributor_sets: int = 1) -> int:
+    """The id step between two frames meant for one consumer (INTEROP 3.4).
+
+    ``oid_offset`` > 0 is used as given. Else, with the distributor handing
+    out ``distributor_updates`` (U) updates per turn, a consumer's turn comes
+    back after the other consumers' turns: (n_consumers-1)*U+1 with one
+    client set, (n_distributor_sets-1)*U+1 with several sets (one turn per
+    set). Without the distributor every frame is this consumer's: 1.
+
+    With U > 1 the id steps by 1 inside a turn and by the offset between
+    turns; both count as no loss, so nMissed is then a lower bound (a whole
+    missed turn counts as one frame or so)."""
+    if oid_offset and oid_offset > 0:
+        return int(oid_offset)
+    if not distributor_updates or distributor_updates < 1:
+        return 1
+    turns = n_distributor_sets if n_distributor_sets > 1 else n_consumers
+    return (max(1, turns) - 1) * int(distributor_updates) + 1
+
+
 def _overrides_batch(processor) -> bool:
     method = getattr(type(processor), "processBatch", None)
     return method is not None and method is not getattr(UserDataProcessor, "processBatch", None)
@@ -178,7 +200,12 @@ class Consumer:
     ``processor`` is an instance with pvapy's processor interface (None:
     frames pass through to the output channel, still counted). Channel
     arguments take ``_`` and ``*`` as pvapy's flags do. Use as a context
-    manager (start / shutdown), or call :meth:`run`."""
+    manager (start / shutdown), or call :meth:`run`.
+
+    ``distributor``: the server-side distributor's options (keys group,
+    set, trigger, updates; INTEROP 3.8) for the plugin named
+    ``distributor_plugin``; the consumer then gets its share of the frames.
+    Give ``oid_offset`` to match (:func:`distributor_oid_offset`)."""
 
     def __init__(self, input_channel: str, processor=None, *, consumer_id: int = 1,
                  output_channel: str | None = None, status_channel: str | None = None,
@@ -188,7 +215,8 @@ class Consumer:
                  accumulate_objects: int = 0, accumulation_timeout: float = 1.0,
                  metadata_channels=None, runtime: float = 0.0, report_period: float = 0.0,
                  report_stats=None, disable_curses: bool = True, reporter=None,
-                 status_period: float = 1.0, drain_timeout: float = 5.0):
+                 status_period: float = 1.0, drain_timeout: float = 5.0,
+                 distributor: dict | None = None, distributor_plugin: str = "pydistributor"):
         self.consumer_id = int(consumer_id)
         self.input_channel = channel_name(input_channel, "input", self.consumer_id)
         self.output_channel = channel_name(output_channel, "output", self.consumer_id)
@@ -210,7 +238,9 @@ class Consumer:
                                  skip_initial_updates=skip_initial_updates,
                                  server_queue_size=server_queue_size,
                                  queue_size=receiver_queue_size,
-                                 deliver=self._on_frame if self.direct else None)
+                                 deliver=self._on_frame if self.direct else None,
+                                 distributor=distributor,
+                                 distributor_plugin=distributor_plugin)
         self.counters = ProcessorCounters()
         self.metadata = None
         if metadata_channels:
@@ -290,9 +320,13 @@ class Consumer:
         except BaseException:
             self.shutdown()  # threads, channels and the processor are running: stop them
             raise
+        request = self.receiver.request
+        if not isinstance(request, str):  # a distributor request Value: as pvapy writes it
+            request = (f"field(_[{self.receiver.distributor_plugin}="
+                       f"{distributor_options(self.receiver.distributor)}])")
         log.info("consumer %s: receiving %s (%s, request %r)", self.consumer_id,
                  self.input_channel, "processing on the PVA thread" if self.direct else
-                 f"queue {self.receiver.max_queued}", self.receiver.request)
+                 f"queue {self.receiver.max_queued}", request)
 
     def _start_channels_and_processor(self) -> None:
         p = self.processor

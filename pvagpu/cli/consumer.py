@@ -34,6 +34,18 @@ examples:
   # a processor class from an installed module, run for one minute
   pvagpu-consumer -ic det:image -pc pvagpu.processors:FrameCounter -rt 60
 
+  # two consumers sharing the frames of a pvapy server (its pydistributor plugin):
+  # each gets every other frame; -du 1 with -nc 2 sets the id offset to 2
+  pvagpu-consumer -ic pvapy:image -nc 2 -du 1 -sc 'c:*:status'
+  # the same as two separate commands (-oo as -nc would set it)
+  pvagpu-consumer -ic pvapy:image -id 1 -du 1 -oo 2 &
+  pvagpu-consumer -ic pvapy:image -id 2 -du 1 -oo 2 &
+
+  # two client sets, each getting 5 frames in turn, two consumers per set
+  # receiving every frame of the set's turn
+  pvagpu-consumer -ic pvapy:image -nc 2 -ds A -du 5 -nds 2 &
+  pvagpu-consumer -ic pvapy:image -id 3 -nc 2 -ds B -du 5 -nds 2 &
+
   # talk to a running consumer through its control channel (p4p or pvput)
   python -m p4p.client.cli put pvapy:consumer:1:control \\
       'command=configure' 'args={"threshold": 20}'
@@ -72,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="object id field used to count missed frames (default: %(default)s). "
            "Example: -of uniqueId")
     a("-oo", "--oid-offset", type=int, default=0, metavar="N",
-      help="id step between consecutive frames meant for this consumer; <= 0 means 1 "
-           "(every frame). Example: -oo 4 when 4 consumers share frames round-robin")
+      help="id step between consecutive frames meant for this consumer, for counting missed "
+           "frames; <= 0 (default) means automatic: with -du U, (N-1)*U+1 for N consumers "
+           "(-nc) in one set or for N sets (-nds), else 1 (every frame). Give it when "
+           "consumers sharing frames run as separate commands. With U > 1 the count of "
+           "missed frames is a lower bound (a frame of another turn is no loss). "
+           "Example: -oo 4 when 4 consumers share frames round-robin")
     a("-siu", "--skip-initial-updates", type=int, default=1, metavar="N",
       help="number of first updates not processed, e.g. the value that the server sends "
            "on connect (default: %(default)s). Example: -siu 0 behind another consumer")
@@ -115,8 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
            "processorId (default: %(default)s). Example: -id 3")
     a("-nc", "--n-consumers", type=int, default=1, metavar="N",
       help="run N consumers as N processes with ids id..id+N-1; each receives EVERY frame "
-           "(there is no distributor; use -oo and a server-side distributor to share them) "
-           "and needs '*' in its channel names to keep them apart. Example: -nc 4 -sc 'c:*:status'")
+           "unless a distributor option (-dg, -ds, -dt, -du) shares them out, and needs '*' "
+           "in its channel names to keep them apart. Example: -nc 4 -sc 'c:*:status'")
+    a("-dpn", "--distributor-plugin-name", default="pydistributor", metavar="NAME",
+      help="server-side distributor plugin used by -dg/-ds/-dt/-du: pydistributor in pvapy "
+           "servers (pvapy-ad-sim-server, pvapy-mirror-server), distributor in pvDatabase "
+           "(default: %(default)s). pvxs servers (p4p, NDPluginPvxs) have none and send "
+           "every frame. Example: -dpn distributor")
+    a("-dg", "--distributor-group", metavar="GROUP",
+      help="distributor client group: the server shares the frames between the clients "
+           "(or sets) of a group; groups are independent (server default: 'default'). "
+           "Example: -dg detector1")
+    a("-ds", "--distributor-set", metavar="SET",
+      help="distributor client set: sets of a group take turns, and every client of the "
+           "set gets the set's frames (server default: one set). Example: -ds A")
+    a("-dt", "--distributor-trigger", metavar="FIELD",
+      help="field whose change makes an update count for the distributor (server default: "
+           "timeStamp). Example: -dt uniqueId")
+    a("-du", "--distributor-updates", type=int, metavar="U",
+      help="number of consecutive frames a client (or set) gets per turn; also sets the "
+           "automatic -oo. Example: -du 1")
+    a("-nds", "--n-distributor-sets", type=int, default=1, metavar="N",
+      help="number of distributor sets sharing the group, used only for the automatic -oo; "
+           "> 1 needs -ds (default: %(default)s). Example: -nds 2 -ds A")
     a("-dc", "--disable-curses", action="store_true",
       help="no live table: plain periodic log lines even on a terminal")
     a("--gpu", type=_gpu_choice, metavar="auto|none|N",
@@ -182,12 +219,21 @@ def _consumer_from_args(args):
         args.input_channel, processor, consumer_id=cid,
         output_channel=args.output_channel, status_channel=args.status_channel,
         control_channel=args.control_channel, oid_field=args.oid_field,
-        oid_offset=args.oid_offset, skip_initial_updates=args.skip_initial_updates,
+        oid_offset=args.oid_offset, distributor=_distributor(args),
+        distributor_plugin=args.distributor_plugin_name,
+        skip_initial_updates=args.skip_initial_updates,
         server_queue_size=args.server_queue_size, receiver_queue_size=args.receiver_queue_size,
         accumulate_objects=args.accumulate_objects,
         accumulation_timeout=args.accumulation_timeout, metadata_channels=metadata,
         runtime=args.runtime, report_period=args.report_period, report_stats=report_stats,
         disable_curses=args.disable_curses or bool(args.log_level and not args.log_file))
+
+
+def _distributor(args) -> dict | None:
+    """The distributor options given on the command line (None if none)."""
+    options = {"group": args.distributor_group, "set": args.distributor_set,
+               "trigger": args.distributor_trigger, "updates": args.distributor_updates}
+    return options if any(v is not None for v in options.values()) else None
 
 
 def _run_one(args) -> int:
@@ -276,6 +322,15 @@ def main(argv=None) -> int:
     _setup_logging(args.log_level, args.log_file)
     if args.n_consumers < 1:
         parser.error("--n-consumers must be at least 1")
+    if args.distributor_updates is not None and args.distributor_updates < 1:
+        parser.error("--distributor-updates must be at least 1")
+    if args.n_distributor_sets > 1 and args.distributor_set is None:
+        parser.error("--n-distributor-sets > 1 needs --distributor-set")
+    # the id step of each consumer; children get it as -oo
+    from ..consumer import distributor_oid_offset
+    args.oid_offset = distributor_oid_offset(
+        args.oid_offset, n_consumers=args.n_consumers,
+        distributor_updates=args.distributor_updates, n_distributor_sets=args.n_distributor_sets)
     if args.n_consumers > 1:
         return _run_many(parser, args)
     return _run_one(args)

@@ -19,6 +19,12 @@ queued (no ``deliver``)
     processing thread; when it holds ``max_queued`` items the update is
     dropped and counted as an overrun. It never blocks.
 
+Distributor: with ``distributor`` options (group, set, trigger, updates) the
+monitor request asks a pvDatabase server's distributor plugin (pvapy's
+``pydistributor``) to spread the updates between the clients of a group
+(INTEROP 3.8). p4p's request-string parser rejects the ``_[...]`` syntax,
+so that request is a hand-built pvRequest Value (see :func:`monitor_request`).
+
 Nothing is copied: ``value`` is the p4p ``Value`` as received, whose arrays
 are NumPy views of the received buffer.
 
@@ -40,7 +46,7 @@ import os
 import queue
 import threading
 
-from p4p import Value
+from p4p import Type, Value
 from p4p.client import raw
 from p4p.client.raw import Disconnected, Finished
 
@@ -61,6 +67,39 @@ _RESUBSCRIBE_DELAY = 0.5
 log = logging.getLogger(__name__)
 
 
+def distributor_options(options: dict) -> str:
+    """The distributor plugin's option string, ``key:value;...``, of the
+    options that are not None, e.g. ``{"group": "g", "updates": 1}`` ->
+    ``"group:g;updates:1"``."""
+    return ";".join(f"{key}:{value}" for key, value in options.items() if value is not None)
+
+
+def monitor_request(server_queue_size: int = 0, distributor: dict | None = None,
+                    plugin: str = "pydistributor"):
+    """The monitor's pvRequest, all fields.
+
+    Without distributor options a request string, ``record[queueSize=N]field()``
+    (the record option when ``server_queue_size`` > 0). With them a pvRequest
+    Value, the structure that pvAccess's parser makes of
+    ``record[queueSize=N]field(_[plugin=options])``::
+
+        field.<_>._options.<plugin> = "group:G;updates:U"
+        record._options.queueSize = "N"
+
+    p4p's raw client passes a Value through unchanged."""
+    options = distributor_options(distributor or {})
+    if not options:
+        return (f"record[queueSize={server_queue_size}]" if server_queue_size > 0 else "") \
+            + "field()"
+    fields = [("field", ("S", None, [("_", ("S", None, [
+        ("_options", ("S", None, [(plugin, "s")]))]))]))]
+    init = {"field": {"_": {"_options": {plugin: options}}}}
+    if server_queue_size > 0:
+        fields.append(("record", ("S", None, [("_options", ("S", None, [("queueSize", "s")]))])))
+        init["record"] = {"_options": {"queueSize": str(server_queue_size)}}
+    return Value(Type(fields), init)
+
+
 def _keep_thread_state() -> None:
     """Keep this (non-Python) thread's Python thread state alive.
 
@@ -79,12 +118,17 @@ class Receiver:
     Items are ``(objectId, value)``; objectId is None when the value lacks
     ``oid_field`` (missed-frame accounting is then off), :data:`SKIPPED` for
     skipped initial updates. ``deliver`` must not raise (an exception is
-    counted as a receiver error and the update is lost)."""
+    counted as a receiver error and the update is lost). ``distributor``:
+    the distributor plugin's options (group, set, trigger, updates; None
+    values left out) for the plugin named ``distributor_plugin``."""
 
     def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
                  skip_initial_updates: int = 1, server_queue_size: int = 0,
-                 queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None):
+                 queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None,
+                 distributor: dict | None = None, distributor_plugin: str = "pydistributor"):
         self.channel = channel
+        self.distributor = dict(distributor or {})
+        self.distributor_plugin = distributor_plugin
         self.oid_field = oid_field
         self.skip = max(0, int(skip_initial_updates))
         self.server_queue_size = int(server_queue_size)
@@ -106,11 +150,11 @@ class Receiver:
     # -- life cycle ---------------------------------------------------------
 
     @property
-    def request(self) -> str:
-        """The pvRequest string: ``record[queueSize=N]`` when a server queue
-        size is given (as pvapy's -sqs), all fields."""
-        size = self.server_queue_size
-        return (f"record[queueSize={size}]" if size > 0 else "") + "field()"
+    def request(self):
+        """The pvRequest: all fields, ``record[queueSize=N]`` when a server
+        queue size is given (as pvapy's -sqs); a Value when distributor
+        options are given (:func:`monitor_request`)."""
+        return monitor_request(self.server_queue_size, self.distributor, self.distributor_plugin)
 
     @property
     def queue_length(self) -> int:
