@@ -649,15 +649,14 @@ NONCE_BYTES = 12
 #: seconds a sender's clock may be ahead of the receiver's for a key epoch
 MAX_CLOCK_SKEW = 300.0
 TAG_BYTES = 16
-_TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
 #: THE envelope structure (field, p4p type code), in wire order.
 ENVELOPE_FIELDS = [
     ("version", "I"),          # envelope format version (1)
     ("channel", "s"),          # channel the envelope was published on (bound)
     ("uniqueId", "i"),         # clear copy of the object's uniqueId (routing, missed frames)
-    ("timeStamp", _TIME_T),    # clear copies of the object's timestamps
-    ("dataTimeStamp", _TIME_T),
+    ("timeStamp", ntnda.TIME_T),    # clear copies of the object's timestamps
+    ("dataTimeStamp", ntnda.TIME_T),
     ("dtype", "s"),            # NTNDArray only: numpy dtype name of the pixels
     ("dims", "ai"),            # NTNDArray only: dimension[].size, fastest axis first
     ("codec", "s"),            # NTNDArray only: codec.name
@@ -826,9 +825,8 @@ class EnvelopeSealer:
             signature = sign(self.signing_key, signed_message(aad, nonce, ct))
         return Value(self.type, {
             "version": ENVELOPE_VERSION, "channel": h["channel"], "uniqueId": oid,
-            "timeStamp": dict(zip(("secondsPastEpoch", "nanoseconds", "userTag"), h["timeStamp"])),
-            "dataTimeStamp": dict(zip(("secondsPastEpoch", "nanoseconds", "userTag"),
-                                      h["dataTimeStamp"])),
+            "timeStamp": ntnda.TimeStamp(*h["timeStamp"])._asdict(),
+            "dataTimeStamp": ntnda.TimeStamp(*h["dataTimeStamp"])._asdict(),
             "dtype": dtype, "dims": np.asarray(dims, np.int32), "codec": codec,
             "recipient": self.recipient_fp, "signer": self.signer_fp,
             "signatureAlgorithm": self.sig_alg,

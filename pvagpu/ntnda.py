@@ -160,7 +160,10 @@ class TimeStamp(NamedTuple):
     @classmethod
     def from_seconds(cls, t: float, user_tag: int = 0) -> "TimeStamp":
         sec = int(t // 1)
-        return cls(sec, int(round((t - sec) * 1e9)) % 1_000_000_000, user_tag)
+        ns = int(round((t - sec) * 1e9))
+        if ns == 1_000_000_000:  # rounded up to the next second
+            sec, ns = sec + 1, 0
+        return cls(sec, ns, user_tag)
 
     @classmethod
     def now(cls) -> "TimeStamp":
@@ -170,6 +173,10 @@ class TimeStamp(NamedTuple):
     @property
     def seconds(self) -> float:
         return self.secondsPastEpoch + 1e-9 * self.nanoseconds
+
+
+#: p4p type spec of an EPICS time_t (the fields of :class:`TimeStamp`)
+TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
 
 @dataclass

@@ -19,6 +19,7 @@ from p4p.server.thread import SharedPV
 
 from conftest import loopback_env, wait_for
 from pvagpu.errors import ConfigurationError
+from pvagpu.ntnda import TIME_T
 from pvagpu.pva import metadata
 from pvagpu.pva.metadata import MetadataChannels, MetadataQueue, parse_spec, parse_specs
 
@@ -103,7 +104,6 @@ def test_queue_get_waits_for_a_put():
 # PVA channels against an in-test p4p server
 # --------------------------------------------------------------------------
 
-TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 PLAIN = Type([("value", "d"), ("timeStamp", TIME_T)])
 
 

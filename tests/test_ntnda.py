@@ -218,3 +218,9 @@ def test_with_extra_fields_sets_known_and_adds_new_fields():
     np.testing.assert_array_equal(wider["value"], value["value"])
     with pytest.raises(FrameError, match="beam"):
         ntnda.with_extra_fields(value, {"beamCurrent": 1.0})
+
+
+def test_timestamp_from_seconds_carries_into_the_next_second():
+    assert TimeStamp.from_seconds(5.9999999999) == TimeStamp(6, 0, 0)
+    assert TimeStamp.from_seconds(1700000000.25) == TimeStamp(1700000000, 250000000, 0)
+    assert TimeStamp.from_seconds(1700000000.25).seconds == 1700000000.25

@@ -313,8 +313,7 @@ class GpuAdImageProcessor(AdImageProcessor):
 
     def _scalar_type(self, types: dict) -> Type:
         if self._output_type is None:
-            from ..pva.status import TIME_T
-            fields = [("uniqueId", "i"), ("timeStamp", TIME_T)]
+            fields = [("uniqueId", "i"), ("timeStamp", ntnda.TIME_T)]
             fields += [(str(k), ntnda.p4p_code(t)) for k, t in types.items()]
             self._output_type = Type(fields)
         return self._output_type
@@ -358,8 +357,7 @@ class GpuAdImageProcessor(AdImageProcessor):
         if declared:
             vtype = self._scalar_type(declared)
         else:
-            from ..pva.status import TIME_T
-            vtype = Type([("uniqueId", "i"), ("timeStamp", TIME_T)]
+            vtype = Type([("uniqueId", "i"), ("timeStamp", ntnda.TIME_T)]
                          + [(k, _code(v)) for k, v in scalars.items()])
         value = Value(vtype, {"uniqueId": frame.unique_id,
                               "timeStamp": frame.time_stamp._asdict()})

@@ -25,7 +25,7 @@ import time
 from p4p import Type, Value
 from p4p.server.thread import SharedPV
 
-from .status import TIME_T
+from ..ntnda import TIME_T, TimeStamp
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ CONTROL_FIELDS = [
     ("statusMessage", "s"),
 ]
 CONTROL_TYPE = Type(CONTROL_FIELDS)
-
-
-def _stamp(now: float) -> dict:
-    sec = int(now)
-    return {"secondsPastEpoch": sec, "nanoseconds": int((now - sec) * 1e9), "userTag": 0}
 
 
 class ControlChannel:
@@ -82,7 +77,7 @@ class ControlChannel:
                        f"commands: {', '.join(COMMANDS)}")
         else:
             message = ACCEPTED
-        pv.post(Value(CONTROL_TYPE, {"objectTime": now, "objectTimestamp": _stamp(now),
+        pv.post(Value(CONTROL_TYPE, {"objectTime": now, "objectTimestamp": TimeStamp.from_seconds(now)._asdict(),
                                      "command": command, "args": args,
                                      "statusMessage": message}))
         op.done()

@@ -64,10 +64,9 @@ DISTRIBUTIONS = ("uniform", "poisson")
 #: prefix of a metadata channel served over PV Access
 PVA_PREFIX = "pva://"
 
-_TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
 #: a metadata channel: one double and the time stamp of the frame it belongs to
-METADATA_TYPE = Type([("value", "d"), ("timeStamp", _TIME_T)])
+METADATA_TYPE = Type([("value", "d"), ("timeStamp", ntnda.TIME_T)])
 
 _NS = 1_000_000_000
 

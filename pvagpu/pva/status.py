@@ -20,14 +20,12 @@ import time
 from p4p import Type, Value
 from p4p.server.thread import SharedPV
 
-from ..ntnda import p4p_code
+from ..ntnda import TIME_T, TimeStamp, p4p_code
 from ..stats import GROUPS, PVAPY_KEY_COUNT, STATS_TYPES
 from .metadata import status_type_spec
 
 log = logging.getLogger(__name__)
 
-#: EPICS time_t, as pvapy's PvTimeStamp.
-TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
 HEADER_FIELDS = [
     ("consumerId", "I"),
@@ -131,9 +129,7 @@ class StatusChannel:
         data["inputChannel"] = stats.get("inputChannel", "")
         data["objectId"] = self.object_id
         data["objectTime"] = now
-        sec = int(now)
-        data["objectTimestamp"] = {"secondsPastEpoch": sec,
-                                   "nanoseconds": int((now - sec) * 1e9), "userTag": 0}
+        data["objectTimestamp"] = TimeStamp.from_seconds(now)._asdict()
         metadata = stats.get("metadataStats", {}) or {}
         for n in self.metadata_ids:
             entry = dict(metadata.get(f"metadata-{n}", {}))
