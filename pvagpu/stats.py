@@ -32,6 +32,7 @@ Accounting (one frame is counted in exactly one place):
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from .errors import CodecError, FrameError
@@ -234,12 +235,14 @@ def build_stats(*, consumer_id: int, input_channel: str, receiver: ReceiverCount
 
 
 class ErrorLog:
-    """Rate-limited warnings for counted errors: at most one line per
-    ``period`` seconds for each kind, saying how many were not logged."""
+    """Rate-limited log lines for counted errors: at most one line per
+    ``period`` seconds for each kind, saying how many were not logged;
+    logged at ``level`` (warning by default)."""
 
-    def __init__(self, logger, period: float = 5.0):
+    def __init__(self, logger, period: float = 5.0, level: int = logging.WARNING):
         self.logger = logger
         self.period = period
+        self.level = level
         self._last = {}
         self._suppressed = {}
 
@@ -253,4 +256,4 @@ class ErrorLog:
         n = self._suppressed.pop(kind, 0)
         if n:
             message += f" ({n} more {kind} errors not logged in the last {self.period:g} s)"
-        self.logger.warning(message, *args)
+        self.logger.log(self.level, message, *args)

@@ -23,7 +23,7 @@ Differences from pvapy 5.6, all on purpose:
 from __future__ import annotations
 
 import contextlib
-import math
+import logging
 import os
 import secrets
 import time
@@ -34,6 +34,7 @@ import tifffile
 
 from .. import pva
 from ..errors import ConfigurationError, OutputFileError
+from ..stats import ErrorLog
 from .ad_image_processor import AdImageProcessor
 
 
@@ -134,8 +135,7 @@ class AdOutputFileProcessor(AdImageProcessor):
         directory = self._prepare_directory(
             configDict.get("outputDirectory", self.DEFAULT_OUTPUT_DIRECTORY))
         self._target = _Target(directory, name_format, writer)
-        self._last_error_log = -math.inf
-        self._errors_not_logged = 0
+        self._error_log = ErrorLog(self.logger, self.ERROR_LOG_INTERVAL, logging.ERROR)
         self.resetStats()
 
     @property
@@ -307,12 +307,4 @@ class AdOutputFileProcessor(AdImageProcessor):
         """Count an error and log it, at most once per ERROR_LOG_INTERVAL."""
         self.nErrors += 1
         self.lastErrorMessage = message
-        now = time.monotonic()
-        if now - self._last_error_log < self.ERROR_LOG_INTERVAL:
-            self._errors_not_logged += 1
-            return
-        if self._errors_not_logged:
-            message += f" ({self._errors_not_logged} more errors since the last report)"
-        self.logger.error(message)
-        self._last_error_log = now
-        self._errors_not_logged = 0
+        self._error_log("output file", message)
