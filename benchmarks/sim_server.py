@@ -46,7 +46,7 @@ import sys
 import time
 from pathlib import Path
 
-from pvagpu.pva.loopback import loopback_env as pva_loopback_env
+from pvagpu.pva.loopback import process_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _machine as _machine_module  # noqa: E402  (benchmarks/_machine.py)
@@ -78,14 +78,6 @@ def _machine() -> tuple:
     """(dict, one-line summary) of the machine, from benchmarks/_machine.py."""
     info = _machine_module.describe(**_versions())
     return info, _machine_module.line(info)
-
-
-def loopback_env() -> dict:
-    """This process's environment plus a private loopback PVA network."""
-    env = {**os.environ, **pva_loopback_env(), "PYTHONUNBUFFERED": "1"}
-    bin_dir = Path(sys.executable).parent
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 # --- the counting client (runs in its own process) ----------------------------
@@ -160,7 +152,7 @@ def measure(kind: str, size: int, fps: float, client_lib: str, duration: float,
             n_frames: int) -> dict:
     """Run one server and one counting client; the client's figures plus the
     server's own published rate."""
-    env = loopback_env()
+    env = process_env()
     server = subprocess.Popen(server_command(kind, size, size, fps, n_frames, duration + 30),
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)

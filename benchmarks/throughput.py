@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 from pvagpu import ntnda  # noqa: E402
 from pvagpu.gpu import GpuAdImageProcessor  # noqa: E402
 from pvagpu.hpc import AdImageProcessor  # noqa: E402
-from pvagpu.pva.loopback import loopback_env as pva_loopback_env  # noqa: E402
+from pvagpu.pva.loopback import process_env  # noqa: E402
 
 RESULTS = HERE / "results" / "throughput.json"
 CHANNEL = "bench:image"
@@ -69,13 +69,6 @@ START_DELAY = 4.0       # s the sim server serves its (empty) channel before fra
 DRAIN = 1.5             # s after the server's last frame before the CPU time is read
 SERVER_REACHED = 0.97   # the server must publish at >= this fraction of the target
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def loopback_env() -> dict:
-    """This process's environment plus a private loopback PVA network."""
-    env = {**os.environ, **pva_loopback_env(), "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 # --- the NumPy backend against the plain processor path (issue 5) ------------
@@ -184,7 +177,7 @@ def consumer_counts(kind: str, out: str) -> dict:
 def run_step(kind: str, size: str, fps: float, duration: float, server_queue: int,
              n_frames: int) -> dict:
     nx, ny, dtype, _ = SIZES[size]
-    env = loopback_env()
+    env = process_env()
     server = subprocess.Popen(server_command(nx, ny, dtype, fps, duration, n_frames), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     consumer = None

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pvagpu.pva.loopback import loopback_env  # noqa: F401  (tests import it from here)
+from pvagpu.pva.loopback import loopback_env, process_env  # noqa: F401 (tests import them)
 
 # The console scripts (pvagpu-consumer, pvapy-ad-sim-server, ...) live beside
 # this interpreter; `make test` runs .venv/bin/python without activating .venv.
@@ -47,7 +47,7 @@ class Processes:
     """Starts subprocesses with the loopback environment and stops them all."""
 
     def __init__(self, env):
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.env = process_env(env)
         self.procs = []
 
     def start(self, *args, **kwargs):

@@ -17,7 +17,7 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from conftest import loopback_env, wait_for
+from conftest import loopback_env, process_env, wait_for
 from pvagpu.errors import ConfigurationError
 from pvagpu.ntnda import TIME_T
 from pvagpu.pva import metadata
@@ -271,7 +271,7 @@ class Ioc:
     def __init__(self, db_path, env):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "epicscorelibs.ioc", "-d", str(db_path)],
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.PIPE,
+            env=process_env(env), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..pva.loopback import loopback_env
+from ..pva.loopback import process_env
 
 CHANNEL = "pvagpu:demo:image"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "frame_stats.py"
@@ -57,7 +56,7 @@ def _stop_after(server, consumer) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    env = {**os.environ, **loopback_env(), "PYTHONUNBUFFERED": "1"}
+    env = process_env()
     n_frames = int(args.seconds * args.fps)
     print(f"pvagpu demo: {n_frames} frames of {args.ny}x{args.nx} uint16, codec {args.codec}, "
           f"{args.fps:g} fps, on 127.0.0.1:{env['EPICS_PVA_SERVER_PORT']}", flush=True)

@@ -10,7 +10,9 @@ pvapy server on such ports is not found by clients on some machines.
 """
 from __future__ import annotations
 
+import os
 import socket
+import sys
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -32,3 +34,14 @@ def loopback_env() -> dict:
         "EPICS_PVA_BROADCAST_PORT": str(udp),
         "EPICS_PVAS_BROADCAST_PORT": str(udp),
     }
+
+
+def process_env(settings: dict | None = None) -> dict:
+    """The environment for a subprocess on the loopback network ``settings``
+    (new settings when None): this process's environment, unbuffered Python
+    output, and this interpreter's directory first on PATH, so that the
+    console scripts of a virtual environment that is not activated are found."""
+    env = {**os.environ, **(loopback_env() if settings is None else settings),
+           "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
