@@ -250,21 +250,6 @@ def _code_of_array(arr: np.ndarray) -> str:
         raise FrameError(f"array of {arr.dtype} has no PVA type") from None
 
 
-def _guess_spec(val):
-    """p4p type spec of a variant/union value whose type Python can tell."""
-    if isinstance(val, Value):
-        return val.type().aspy()
-    if isinstance(val, np.ndarray):
-        return _code_of_array(val)
-    if isinstance(val, bool):
-        return "?"
-    if isinstance(val, str):
-        return "s"
-    if isinstance(val, list) and all(isinstance(x, str) for x in val):
-        return "as"
-    return None  # int / float: ambiguous, ask tostr()
-
-
 def _enc_scalar(code, val):
     if code in _FLOAT_FMT:
         return struct.pack(_FLOAT_FMT[code], val).hex()
@@ -275,108 +260,215 @@ def _enc_scalar(code, val):
     return int(val)
 
 
-def _enc_struct(sv: Value, fields, blobs: _Blobs) -> list:
-    out = []
-    variant_types = union_members = None
-    for name, spec in fields:
-        val = sv[name]
-        if isinstance(spec, str):
-            if spec in _SCALAR_CODES and len(spec) == 1:
-                out.append(_enc_scalar(spec, val))
-            elif spec == "v":
-                if val is None:
-                    out.append(None)
-                    continue
-                vspec = _guess_spec(val)
-                if vspec is None:
-                    if variant_types is None:
-                        variant_types = dict(_VARIANT_LINE.findall(sv.tostr()))
-                    vspec = _CTYPE_CODE.get(variant_types.get(name, ""))
-                    if vspec is None:
-                        raise FrameError(f"cannot tell the type of variant field {name!r}")
-                out.append([_json_spec(vspec), _enc_any(vspec, val, blobs)])
-            elif spec == "as":
-                out.append([str(x) for x in (val if val is not None else [])])
-            elif spec in _ARRAY_DTYPE:
-                arr = np.empty(0, _ARRAY_DTYPE[spec]) if val is None else np.asarray(val)
-                if arr.dtype != _ARRAY_DTYPE[spec]:
-                    arr = arr.astype(_ARRAY_DTYPE[spec])
-                out.append(blobs.add(arr))
-            elif spec in ("av",):
-                out.append([None if x is None else _enc_variant_elem(x, blobs) for x in (val or [])])
-            else:
-                raise FrameError(f"field {name!r}: unsupported PVA type code {spec!r}")
-        else:
-            kind = spec[0]
-            if kind == "S":
-                out.append(_enc_struct(val, spec[2], blobs))
-            elif kind == "aS":
-                out.append([None if x is None else _enc_struct(x, spec[2], blobs)
-                            for x in (val or [])])
-            elif kind == "U":
-                if val is None:
-                    out.append(None)
-                    continue
-                member = _union_member(sv, name, spec[2], val)
-                if member is None:
-                    if union_members is None:
-                        union_members = dict(_UNION_LINE.findall(sv.tostr()))
-                    member = union_members.get(name)
-                mspec = dict(spec[2]).get(member)
-                if mspec is None:
-                    raise FrameError(f"cannot tell the selected member of union {name!r}")
-                out.append([member, _enc_any(mspec, val, blobs)])
-            else:
-                raise FrameError(f"field {name!r}: unsupported PVA type {kind!r}")
-    return out
-
-
-def _enc_variant_elem(val, blobs):
-    vspec = _guess_spec(val)
-    if vspec is None:
-        raise FrameError("variant array element of ambiguous scalar type")
-    return [_json_spec(vspec), _enc_any(vspec, val, blobs)]
-
-
-def _union_member(sv, name, members, val) -> Optional[str]:
-    """The union member that ``val`` can only have come from, if unique."""
-    guess = _guess_spec(val)
-    if guess is None:
-        return None
-    if isinstance(guess, tuple):
-        cands = [m for m, s in members if not isinstance(s, str) and s[0] == "S"
-                 and _same_spec(s, guess)]
-    else:
-        cands = [m for m, s in members if s == guess]
-    return cands[0] if len(cands) == 1 else None
-
-
-def _same_spec(a, b) -> bool:
-    return json.dumps(_json_spec(a)) == json.dumps(_json_spec(b))
-
-
-def _enc_any(spec, val, blobs):
-    """Encode ``val`` of type ``spec`` (a variant's or union member's value)."""
-    if isinstance(spec, str):
-        if len(spec) == 1 and spec in _SCALAR_CODES:
-            return _enc_scalar(spec, val)
-        if spec == "as":
-            return [str(x) for x in val]
-        if spec in _ARRAY_DTYPE:
-            return blobs.add(np.asarray(val, _ARRAY_DTYPE[spec]))
-        raise FrameError(f"unsupported variant/union member type {spec!r}")
-    if spec[0] == "S":
-        return _enc_struct(val, spec[2], blobs)
-    if spec[0] == "aS":
-        return [_enc_struct(x, spec[2], blobs) for x in val]
-    raise FrameError(f"unsupported variant/union member type {spec[0]!r}")
-
-
 def _json_spec(spec):
     """aspy() spec with tuples as lists (JSON form)."""
     if isinstance(spec, str):
         return spec
+    # p4p's aspy() gives an anonymous structure or union the ID "structure",
+    # which is what the decrypted type then carries
     return [spec[0], spec[1], [[n, _json_spec(s)] for n, s in spec[2]]]
+
+
+# The encoder walks ``Value.tolist()`` (one C call that returns every field
+# as plain Python objects, arrays as views) with a plan made once per type.
+# tolist() drops two type facts, which are read from the Value itself only
+# where the Python object cannot tell them: the selected member of a union
+# and the type of a number held by a variant (int32 or int64? float or
+# double?). ``sv_of`` is a callable returning the p4p Value of the structure
+# being encoded, so those look-ups cost nothing when they are not needed.
+
+def _quick_code(x) -> Optional[str]:
+    """The type code of a tolist() object, where the object alone tells it."""
+    if isinstance(x, np.ndarray):
+        return _code_of_array(x)
+    if isinstance(x, bool):
+        return "?"
+    if isinstance(x, str):
+        return "s"
+    return None
+
+
+def _variant_spec(sv: Value, name: str):
+    """The type spec of what variant field ``name`` of ``sv`` holds."""
+    val = sv[name]
+    if isinstance(val, Value):
+        return val.type().aspy()
+    code = _quick_code(val)
+    if code is not None:
+        return code
+    if isinstance(val, list) and all(isinstance(x, str) for x in val):
+        return "as"
+    code = _CTYPE_CODE.get(dict(_VARIANT_LINE.findall(sv.tostr())).get(name, ""))
+    if code is None:
+        raise FrameError(f"cannot tell the type of variant field {name!r}")
+    return code
+
+
+def _enc_typed(spec, x, sv_of, blobs: _Blobs):
+    """Encode tolist() object ``x`` of type ``spec`` (a variant's content
+    or a union member); ``sv_of()`` gives it as a p4p object."""
+    if isinstance(spec, str):
+        if len(spec) == 1 and spec in _SCALAR_CODES:
+            return _enc_scalar(spec, x)
+        if spec == "as":
+            return [str(s) for s in x]
+        if spec in _ARRAY_DTYPE:
+            return blobs.add(np.asarray(x, _ARRAY_DTYPE[spec]))
+        raise FrameError(f"unsupported variant/union member type {spec!r}")
+    if spec[0] == "S":
+        return _encoder_for(spec)(x, sv_of, blobs)
+    if spec[0] == "aS":
+        enc = _encoder_for(spec)
+        return [None if e is None else enc(e, lambda k=k: sv_of()[k], blobs)
+                for k, e in enumerate(x or [])]
+    raise FrameError(f"unsupported variant/union member type {spec[0]!r}")
+
+
+def _step_float(x, code, sv_of, blobs):
+    return struct.pack(_FLOAT_FMT[code], x).hex()
+
+
+def _step_strings(x, _, sv_of, blobs):
+    return [str(s) for s in x] if x else []
+
+
+def _step_array(x, dtype, sv_of, blobs):
+    if x is None:
+        x = np.empty(0, dtype)
+    elif x.dtype != dtype:
+        x = x.astype(dtype)
+    return blobs.add(x)
+
+
+def _step_struct(x, arg, sv_of, blobs):
+    name, enc = arg
+    return enc(x, lambda: sv_of()[name], blobs)
+
+
+def _step_flat_struct(x, n_fields, sv_of, blobs):
+    if len(x) != n_fields:
+        raise FrameError("structure does not match its type")
+    return [v for _, v in x]
+
+
+def _step_structs(x, arg, sv_of, blobs):
+    name, enc = arg
+    return [None if e is None else enc(e, lambda k=k: sv_of()[name][k], blobs)
+            for k, e in enumerate(x or [])]
+
+
+def _step_flat_structs(x, n_fields, sv_of, blobs):
+    if any(e is not None and len(e) != n_fields for e in x or ()):
+        raise FrameError("structure does not match its type")
+    return [None if e is None else [v for _, v in e] for e in x or []]
+
+
+def _is_flat(fields) -> bool:
+    """Only fields that tolist() gives as they are encoded."""
+    return all(isinstance(spec, str) and len(spec) == 1 and spec in _PASS_THROUGH
+               for _, spec in fields)
+
+
+_PASS_THROUGH = "?bhilBHILs"
+
+
+def _step_union(x, arg, sv_of, blobs):
+    name, members, unique_code = arg
+    if x is None:
+        return None
+    member = unique_code.get(_quick_code(x))
+    if member is None:
+        member = dict(_UNION_LINE.findall(sv_of().tostr())).get(name)
+    mspec = members.get(member)
+    if mspec is None:
+        raise FrameError(f"cannot tell the selected member of union {name!r}")
+    return [member, _enc_typed(mspec, x, lambda: sv_of()[name], blobs)]
+
+
+def _step_variant(x, name, sv_of, blobs):
+    if x is None:
+        return None
+    spec = _quick_code(x) or _variant_spec(sv_of(), name)
+    return [_json_spec(spec), _enc_typed(spec, x, lambda: sv_of()[name], blobs)]
+
+
+def _step_variants(x, name, sv_of, blobs):
+    out = []
+    for val in sv_of()[name] or []:
+        if val is None:
+            out.append(None)
+            continue
+        spec = val.type().aspy() if isinstance(val, Value) else _quick_code(val)
+        if spec is None:
+            raise FrameError("variant array element of ambiguous scalar type")
+        x = val.tolist() if isinstance(val, Value) else val
+        out.append([_json_spec(spec), _enc_typed(spec, x, lambda v=val: v, blobs)])
+    return out
+
+
+def _struct_encoder(fields):
+    """The encoder of a structure of ``fields`` (aspy() form):
+    ``encode(items, sv_of, blobs)`` -> list, ``items`` from tolist().
+    Fields of integer, bool and string type pass through as they are."""
+    steps = []
+    for i, (name, spec) in enumerate(fields):
+        if isinstance(spec, str):
+            if len(spec) == 1 and spec in _PASS_THROUGH:
+                continue
+            if spec in _FLOAT_FMT:
+                steps.append((i, _step_float, spec))
+            elif spec == "as":
+                steps.append((i, _step_strings, None))
+            elif spec in _ARRAY_DTYPE:
+                steps.append((i, _step_array, _ARRAY_DTYPE[spec]))
+            elif spec == "v":
+                steps.append((i, _step_variant, name))
+            elif spec == "av":
+                steps.append((i, _step_variants, name))
+            else:
+                raise FrameError(f"field {name!r}: unsupported PVA type code {spec!r}")
+        elif spec[0] in ("S", "aS") and _is_flat(spec[2]):
+            steps.append((i, _step_flat_struct if spec[0] == "S" else _step_flat_structs,
+                          len(spec[2])))
+        elif spec[0] == "S":
+            steps.append((i, _step_struct, (name, _struct_encoder(spec[2]))))
+        elif spec[0] == "aS":
+            steps.append((i, _step_structs, (name, _struct_encoder(spec[2]))))
+        elif spec[0] == "U":
+            codes = [m_spec for _, m_spec in spec[2] if isinstance(m_spec, str)]
+            unique_code = {s: m for m, s in spec[2] if isinstance(s, str) and codes.count(s) == 1}
+            steps.append((i, _step_union, (name, dict(spec[2]), unique_code)))
+        else:
+            raise FrameError(f"field {name!r}: unsupported PVA type {spec[0]!r}")
+    n_fields = len(fields)
+
+    def encode(items, sv_of, blobs):
+        if len(items) != n_fields:
+            raise FrameError("structure does not match its type")
+        out = [v for _, v in items]
+        for i, step, arg in steps:
+            out[i] = step(out[i], arg, sv_of, blobs)
+        return out
+    return encode
+
+
+_ENCODER_CACHE_SIZE = 32
+_encoders: "OrderedDict[bytes, object]" = OrderedDict()
+_encoders_lock = threading.Lock()
+
+
+def _encoder_for(spec, type_json: Optional[bytes] = None):
+    """The (remembered) encoder of structure type ``spec``."""
+    if type_json is None:
+        type_json = _type_json(spec)
+    enc = _encoders.get(type_json)
+    if enc is None:
+        enc = _struct_encoder(spec[2])
+        with _encoders_lock:
+            _encoders[type_json] = enc
+            while len(_encoders) > _ENCODER_CACHE_SIZE:
+                _encoders.popitem(last=False)
+    return enc
 
 
 _SPEC_CACHE_SIZE = 8
@@ -409,15 +501,19 @@ def _type_json(spec) -> bytes:
     return type_json
 
 
-def serialize_value(value: Value):
+def serialize_value(value: Value, items: Optional[list] = None):
     """``value`` as a list of buffers whose concatenation is the plaintext
     (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays.
-    The JSON type description is remembered per type (:func:`_type_json`);
-    the small fields are encoded anew for every value."""
+    The JSON type description and the encoding plan are remembered per
+    type (:func:`_type_json`, :func:`_encoder_for`); the fields are encoded
+    anew for every value. ``items``: ``value.tolist()``, if the caller has
+    it already."""
     spec = value.type().aspy()
     type_json = _type_json(spec)
     blobs = _Blobs()
-    tree = _enc_struct(value, spec[2], blobs)
+    if items is None:
+        items = value.tolist()
+    tree = _encoder_for(spec, type_json)(items, lambda: value, blobs)
     tree_json = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
     arrays = [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in blobs.arrays]
     lengths = struct.pack(f"<{len(arrays)}Q", *(a.nbytes for a in arrays))
@@ -686,16 +782,36 @@ def _lp(b: bytes) -> bytes:
     return struct.pack(">I", len(b)) + b
 
 
+def _aad_head(version: int, structure_id: str, channel: str) -> bytes:
+    return b"".join((b"pvagpu-aad\x00", struct.pack(">I", version), _lp(structure_id.encode()),
+                     _lp(channel.encode())))
+
+
+_AAD_FRAME = struct.Struct(">iqiiqiiQ")
+
+
+def _aad_frame(unique_id, time_stamp, data_time_stamp, counter, dtype, dims, codec) -> bytes:
+    return b"".join((_AAD_FRAME.pack(unique_id, *time_stamp, *data_time_stamp, counter),
+                     _lp(dtype.encode()), _lp(struct.pack(f">{len(dims)}i", *dims)),
+                     _lp(codec.encode())))
+
+
+def _aad_tail(recipient: str, signer: str, algorithm: str, key_id: bytes,
+              wrapped_key: bytes) -> bytes:
+    return b"".join((_lp(recipient.encode()), _lp(signer.encode()), _lp(algorithm.encode()),
+                     _lp(key_id), _lp(wrapped_key)))
+
+
 def associated_data(h: dict) -> bytes:
-    """The canonical bytes of the clear fields that AES-GCM authenticates."""
+    """The canonical bytes of the clear fields that AES-GCM authenticates:
+    the per-stream head, the per-frame fields and the per-key-epoch tail
+    (the sealer keeps head and tail between frames)."""
     return b"".join((
-        b"pvagpu-aad\x00", struct.pack(">I", h["version"]), _lp(h["id"].encode()),
-        _lp(h["channel"].encode()),
-        struct.pack(">iqiiqiiQ", h["uniqueId"], *h["timeStamp"], *h["dataTimeStamp"],
-                    h["counter"]),
-        _lp(h["dtype"].encode()), _lp(struct.pack(f">{len(h['dims'])}i", *h["dims"])),
-        _lp(h["codec"].encode()), _lp(h["recipient"].encode()), _lp(h["signer"].encode()),
-        _lp(h["signatureAlgorithm"].encode()), _lp(h["keyId"]), _lp(h["wrappedKey"]),
+        _aad_head(h["version"], h["id"], h["channel"]),
+        _aad_frame(h["uniqueId"], h["timeStamp"], h["dataTimeStamp"], h["counter"],
+                   h["dtype"], h["dims"], h["codec"]),
+        _aad_tail(h["recipient"], h["signer"], h["signatureAlgorithm"], h["keyId"],
+                  h["wrappedKey"]),
     ))
 
 
@@ -712,27 +828,48 @@ def _stamp(value: Value, name: str) -> tuple:
     return (int(s["secondsPastEpoch"]), int(s["nanoseconds"]), int(s["userTag"]))
 
 
+def _stamp_of_items(fields: dict, name: str) -> tuple:
+    """:func:`_stamp` from ``dict(value.tolist())``."""
+    s = fields.get(name)
+    if s is None:
+        return (0, 0, 0)
+    s = dict(s)
+    return (int(s["secondsPastEpoch"]), int(s["nanoseconds"]), int(s["userTag"]))
+
+
 def ntndarray_summary(value: Value) -> tuple:
     """(dtype name, dims, codec name) of an NTNDArray (uncompressed dtype)."""
+    return _summary_of_fields(dict(value.tolist()))
+
+
+def _summary_of_fields(fields: dict) -> tuple:
+    """:func:`ntndarray_summary` from ``dict(value.tolist())``."""
     for name in ("value", "dimension", "codec", "uniqueId"):
-        if name not in value:
+        if name not in fields:
             raise FrameError(f"not an NTNDArray: no field {name!r}")
-    codec = value["codec.name"]
-    if codec:
-        param = value["codec.parameters"]
+    codec = dict(fields["codec"])
+    name = codec.get("name", "")
+    if name:
+        param = codec.get("parameters")
         if param is None:
-            raise FrameError(f"codec {codec!r} frame without codec.parameters")
+            raise FrameError(f"codec {name!r} frame without codec.parameters")
         dtype = ntnda.info_for_pv_type(param).dtype
     else:
-        _, info = ntnda.payload(value)
-        dtype = info.dtype
-    dims = [int(d["size"]) for d in value["dimension"]]
-    return dtype.name, dims, codec
+        arr = fields["value"]
+        if arr is None:
+            dtype = np.dtype(np.uint8)
+        elif isinstance(arr, np.ndarray):
+            dtype = ntnda.info_for_dtype(arr.dtype).dtype
+        else:
+            raise FrameError(f"the value union holds a {type(arr).__name__}, "
+                             f"not a numeric array")
+    dims = [int(dict(d)["size"]) for d in fields["dimension"]]
+    return dtype.name, dims, name
 
 
 class _Epoch:
     __slots__ = ("key_id", "key", "created_ns", "counter", "wrapped", "started",
-                 "algorithm", "key_id_array", "wrapped_array")
+                 "algorithm", "key_id_array", "wrapped_array", "aad_tail")
 
     def __init__(self, recipient):
         self.key_id = os.urandom(KEY_ID_BYTES)
@@ -746,6 +883,7 @@ class _Epoch:
         self.algorithm = algorithms.AES(self.key)
         self.key_id_array = np.frombuffer(self.key_id, np.uint8)
         self.wrapped_array = np.frombuffer(self.wrapped, np.uint8)
+        self.aad_tail = None    # set by the sealer (needs its fingerprints)
 
 
 class EnvelopeSealer:
@@ -778,6 +916,7 @@ class EnvelopeSealer:
         self.n_rotations = 0
         self._epoch = None
         self._buf = np.empty(0, np.uint8)
+        self._aad_heads = {}
 
     def rotate(self) -> None:
         """Start a new key epoch now (one RSA-OAEP wrap)."""
@@ -793,21 +932,33 @@ class EnvelopeSealer:
         return e
 
     def seal(self, value: Value, channel: str = "", summary: Optional[tuple] = None) -> Value:
-        """The envelope of ``value``. ``summary`` = (dtype, dims, codec) for
-        NTNDArrays (see :func:`ntndarray_summary`)."""
-        parts = serialize_value(value)
+        """The envelope of ``value``. ``summary``: (dtype, dims, codec) of
+        the clear fields; by default :func:`ntndarray_summary` of ``value``
+        for NTNDArray envelopes, empty for others."""
+        items = value.tolist()
+        parts = serialize_value(value, items)
         size = sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in parts)
         epoch = self._current_epoch()
         epoch.counter += 1
+        fields = dict(items)
+        if summary is None and self.structure_id == NTNDARRAY_ENVELOPE_ID:
+            summary = _summary_of_fields(fields)
         dtype, dims, codec = summary if summary is not None else ("", [], "")
-        oid = int(value["uniqueId"]) if "uniqueId" in value else 0
-        h = {"version": ENVELOPE_VERSION, "id": self.structure_id, "channel": channel or "",
-             "uniqueId": oid, "timeStamp": _stamp(value, "timeStamp"),
-             "dataTimeStamp": _stamp(value, "dataTimeStamp"), "dtype": dtype,
-             "dims": dims, "codec": codec, "recipient": self.recipient_fp,
-             "signer": self.signer_fp, "signatureAlgorithm": self.sig_alg,
-             "keyId": epoch.key_id, "counter": epoch.counter, "wrappedKey": epoch.wrapped}
-        aad = associated_data(h)
+        oid = int(fields.get("uniqueId", 0))
+        ts = _stamp_of_items(fields, "timeStamp")
+        dts = _stamp_of_items(fields, "dataTimeStamp")
+        channel = channel or ""
+        head = self._aad_heads.get(channel)
+        if head is None:
+            if len(self._aad_heads) > 64:
+                self._aad_heads.clear()
+            head = self._aad_heads[channel] = _aad_head(ENVELOPE_VERSION, self.structure_id,
+                                                        channel)
+        if epoch.aad_tail is None:
+            epoch.aad_tail = _aad_tail(self.recipient_fp, self.signer_fp, self.sig_alg,
+                                       epoch.key_id, epoch.wrapped)
+        aad = b"".join((head, _aad_frame(oid, ts, dts, epoch.counter, dtype, dims, codec),
+                        epoch.aad_tail))
         nonce = os.urandom(NONCE_BYTES)
         if self._buf.nbytes < size + TAG_BYTES + 16:
             self._buf = np.empty(size + TAG_BYTES + 4096, np.uint8)
@@ -820,27 +971,32 @@ class EnvelopeSealer:
         enc.finalize()
         buf[pos:pos + TAG_BYTES] = np.frombuffer(enc.tag, np.uint8)
         ct = buf[:pos + TAG_BYTES]
-        signature = b""
+        signature = _EMPTY_U8
         if self.signing_key is not None:
-            signature = sign(self.signing_key, signed_message(aad, nonce, ct))
+            signature = np.frombuffer(sign(self.signing_key, signed_message(aad, nonce, ct)),
+                                      np.uint8)
         return Value(self.type, {
-            "version": ENVELOPE_VERSION, "channel": h["channel"], "uniqueId": oid,
-            "timeStamp": ntnda.TimeStamp(*h["timeStamp"])._asdict(),
-            "dataTimeStamp": ntnda.TimeStamp(*h["dataTimeStamp"])._asdict(),
-            "dtype": dtype, "dims": np.asarray(dims, np.int32), "codec": codec,
+            "version": ENVELOPE_VERSION, "channel": channel, "uniqueId": oid,
+            "timeStamp": dict(zip(_STAMP_FIELDS, ts)),
+            "dataTimeStamp": dict(zip(_STAMP_FIELDS, dts)),
+            "dtype": dtype, "dims": dims, "codec": codec,
             "recipient": self.recipient_fp, "signer": self.signer_fp,
             "signatureAlgorithm": self.sig_alg,
             "keyId": epoch.key_id_array, "counter": epoch.counter,
             "wrappedKey": epoch.wrapped_array,
             "nonce": np.frombuffer(nonce, np.uint8), "ciphertext": ct,
-            "signature": np.frombuffer(signature, np.uint8),
+            "signature": signature,
         })
 
 
-def _u8(value: Value, name: str) -> np.ndarray:
-    arr = value[name]
+_EMPTY_U8 = np.empty(0, np.uint8)
+_EMPTY_U8.flags.writeable = False
+_STAMP_FIELDS = ntnda.TimeStamp._fields
+
+
+def _u8(arr, name: str) -> np.ndarray:
     if arr is None:  # p4p gives None for an empty array
-        return np.empty(0, np.uint8)
+        return _EMPTY_U8
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
         raise EnvelopeRejected("Malformed", f"field {name!r} is not a ubyte array")
     return arr
@@ -883,7 +1039,7 @@ class EnvelopeOpener:
         self.max_key_age = float(max_key_age or 0)
         self.my_fp = fingerprint(private_key)
         self.signer_fp = fingerprint(self.verify_key) if self.verify_key is not None else None
-        self._keys = OrderedDict()      # (key id, wrapped) -> (aes key, created ns)
+        self._keys = OrderedDict()      # (key id, wrapped) -> (AESGCM, created ns)
         self._last = OrderedDict()      # key id -> last accepted counter
         self._newest = None             # (created ns, key id) of the newest accepted epoch
         self._buf = np.empty(0, np.uint8)
@@ -897,28 +1053,31 @@ class EnvelopeOpener:
                                    f"{', '.join(self.structure_ids)}")
         try:
             h = {"id": sid}
-            for name, code in ENVELOPE_FIELDS:
-                if name not in env:
-                    raise EnvelopeRejected("Malformed", f"no field {name!r}")
-            if env.type().aspy()[2] != ENVELOPE_FIELDS:
+            spec = env.type().aspy()[2]
+            if spec != ENVELOPE_FIELDS:
+                present = {name for name, _ in spec}
+                for name, _ in ENVELOPE_FIELDS:
+                    if name not in present:
+                        raise EnvelopeRejected("Malformed", f"no field {name!r}")
                 raise EnvelopeRejected("Malformed", "fields of the wrong type or order")
-            h["version"] = int(env["version"])
+            f = dict(env.tolist())
+            h["version"] = int(f["version"])
             if h["version"] != ENVELOPE_VERSION:
                 raise EnvelopeRejected("Version", f"envelope version {h['version']}")
             for name in ("channel", "dtype", "codec", "recipient", "signer",
                          "signatureAlgorithm"):
-                h[name] = env[name]
-            h["uniqueId"] = int(env["uniqueId"])
-            h["timeStamp"] = _stamp(env, "timeStamp")
-            h["dataTimeStamp"] = _stamp(env, "dataTimeStamp")
-            dims = env["dims"]
-            h["dims"] = [int(d) for d in (dims if dims is not None else [])]
-            h["counter"] = int(env["counter"])
-            h["keyId"] = _u8(env, "keyId").tobytes()
-            h["wrappedKey"] = _u8(env, "wrappedKey").tobytes()
-            h["nonce"] = _u8(env, "nonce").tobytes()
-            h["signature"] = _u8(env, "signature").tobytes()
-            h["ciphertext"] = _u8(env, "ciphertext")
+                h[name] = f[name]
+            h["uniqueId"] = int(f["uniqueId"])
+            h["timeStamp"] = _stamp_of_items(f, "timeStamp")
+            h["dataTimeStamp"] = _stamp_of_items(f, "dataTimeStamp")
+            dims = f["dims"]
+            h["dims"] = [] if dims is None else dims.tolist()
+            h["counter"] = int(f["counter"])
+            h["keyId"] = _u8(f["keyId"], "keyId").tobytes()
+            h["wrappedKey"] = _u8(f["wrappedKey"], "wrappedKey").tobytes()
+            h["nonce"] = _u8(f["nonce"], "nonce").tobytes()
+            h["signature"] = _u8(f["signature"], "signature").tobytes()
+            h["ciphertext"] = _u8(f["ciphertext"], "ciphertext")
         except EnvelopeRejected:
             raise
         except (KeyError, ValueError, TypeError) as exc:
@@ -952,7 +1111,7 @@ class EnvelopeOpener:
                                        f"expected key {self.signer_fp}")
             if not verify(self.verify_key, h["signature"], signed_message(aad, h["nonce"], ct)):
                 raise EnvelopeRejected("Signature", "signature does not verify")
-        key, created = self._unwrap(h)
+        aead, created = self._unwrap(h)
         if commit:
             self._check_fresh(h, created)
         n = ct.nbytes - TAG_BYTES
@@ -960,7 +1119,7 @@ class EnvelopeOpener:
             self._buf = np.empty(n + 4096, np.uint8)
         out = self._buf[:n]
         try:
-            AESGCM(key).decrypt_into(h["nonce"], ct, aad, out)
+            aead.decrypt_into(h["nonce"], ct, aad, out)
         except InvalidTag:
             raise EnvelopeRejected("Authentication", "AES-GCM tag does not match") from None
         try:
@@ -969,7 +1128,7 @@ class EnvelopeOpener:
             raise EnvelopeRejected("Payload", str(exc)) from None
         self._check_clear_fields(h, value)
         if commit:
-            self._accept(h, key, created)
+            self._accept(h, aead, created)
         return value
 
     def _unwrap(self, h):
@@ -987,7 +1146,7 @@ class EnvelopeOpener:
         magic, version, key_id, created, key = _KEY_RECORD.unpack(record)
         if magic != _KEY_MAGIC or version != 1 or key_id != h["keyId"]:
             raise EnvelopeRejected("WrappedKey", "key record not for this key id")
-        return key, created
+        return AESGCM(key), created
 
     def _check_fresh(self, h, created):
         # an epoch dated in the future would become the newest one and lock
@@ -1022,9 +1181,9 @@ class EnvelopeOpener:
                 raise EnvelopeRejected("Mismatch", "dtype/dims/codec differ from the "
                                        "encrypted frame's")
 
-    def _accept(self, h, key, created):
+    def _accept(self, h, aead, created):
         kid = h["keyId"]
-        self._keys[(kid, h["wrappedKey"])] = (key, created)
+        self._keys[(kid, h["wrappedKey"])] = (aead, created)
         self._keys.move_to_end((kid, h["wrappedKey"]))
         while len(self._keys) > self.KEY_CACHE_SIZE:
             self._keys.popitem(last=False)

@@ -124,13 +124,22 @@ def test_round_trip_of_any_structure_with_data_encryptor(keys):
     T = Type([("uniqueId", "i"), ("u", ("U", "u_t", [("a", "i"), ("b", "s"), ("c", "ad")])),
               ("v1", "v"), ("v2", "v"), ("v3", "v"), ("v4", "v"), ("names", "as"),
               ("flags", "a?"), ("nested", ("aS", "item_t", [("x", "h"), ("y", "v")])),
-              ("empty", "v"), ("e", "aL")], id="my:thing:1")
+              ("empty", "v"), ("e", "aL"),
+              # a union member that only the Value can tell (two integer members)
+              ("u2", ("U", "u2_t", [("a", "i"), ("b", "I"), ("s", ("S", "m_t", [("f", "f")]))])),
+              ("u3", ("U", "u3_t", [("a", "i"), ("s", ("S", "m_t", [("f", "f")]))])),
+              ("va", "av"), ("point", ("S", "p_t", [("x", "d"), ("label", "s")]))],
+             id="my:thing:1")
     src = Value(T, {"uniqueId": 3, "u": ("c", np.array([1.5, -2.0])), "v1": ("H", 65535),
                     "v2": np.arange(4, dtype=np.int64), "v3": ["x", "y"],
                     "v4": Value(Type([("q", "B")], id="q_t"), {"q": 9}), "names": ["n", ""],
                     "flags": np.array([True, False]),
                     "nested": [{"x": -1, "y": ("I", 7)}, {"x": 2, "y": "s"}],
-                    "e": np.array([2 ** 64 - 1], np.uint64)})
+                    "e": np.array([2 ** 64 - 1], np.uint64), "u2": ("b", 4000000000),
+                    "u3": ("s", {"f": 0.5}),
+                    "va": [Value(Type([("z", "l")], id="z_t"), {"z": -2}), np.array([1, 2], np.int16),
+                           "text", True],
+                    "point": {"x": float("inf"), "label": "p"}})
     envelope = enc.process(src)
     assert envelope.getID() == crypto.DATA_ENVELOPE_ID and envelope["dims"] is None
     out = dec.process(envelope)
@@ -356,7 +365,7 @@ def test_malformed_and_truncated_objects_are_rejected(keys):
 def _seal_raw(sealer, plaintext: bytes, like: Value) -> Value:
     """An envelope around an arbitrary plaintext, made by a key holder."""
     real = crypto.serialize_value
-    crypto.serialize_value = lambda v: [plaintext]
+    crypto.serialize_value = lambda v, items=None: [plaintext]
     try:
         return sealer.seal(like, CHANNEL, crypto.ntndarray_summary(like))
     finally:

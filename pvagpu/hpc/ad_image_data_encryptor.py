@@ -13,6 +13,3 @@ class AdImageDataEncryptor(DataEncryptor):
     as it is, compressed or not. Same configuration as DataEncryptor."""
 
     STRUCTURE_ID = crypto.NTNDARRAY_ENVELOPE_ID
-
-    def summary(self, pvObject):
-        return crypto.ntndarray_summary(pvObject)

@@ -108,13 +108,9 @@ class DataEncryptor(UserDataProcessor):
 
     # -- processing --------------------------------------------------------------
 
-    def summary(self, pvObject):
-        """Clear (dtype, dims, codec) of the envelope; none for plain data."""
-        return None
-
     def encryptObject(self, pvObject):
         """The envelope (a p4p Value) of ``pvObject``."""
-        return self.sealer.seal(pvObject, self.channel, self.summary(pvObject))
+        return self.sealer.seal(pvObject, self.channel)
 
     def process(self, pvObject):
         t0 = time.perf_counter()
