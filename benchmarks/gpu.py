@@ -88,6 +88,11 @@ def main(argv=None) -> int:
             p = _Sum({})
             p.setBackend(backend)
             path = p._device
+            problem = path.decoder.nvcomp_problem()
+            if problem:
+                print(f"{codec:6s} decode: not on the device, nvcomp cannot be used ({problem})")
+                results[f"{codec}_decode_GBps"] = {"host": image.nbytes / host_t / 1e9}
+                continue
             staged = path.ring.stage(payload, image.nbytes)
 
             def device_decode():

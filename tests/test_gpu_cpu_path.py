@@ -189,6 +189,14 @@ def test_ring_on_the_host_device_never_overruns():
     assert ring.n_overruns == 0 and ring.occupancy == 0
 
 
+def test_ring_sized_from_the_first_frame_takes_an_empty_first_frame():
+    ring = SlotRing(HostDevice(), n_slots=2)
+    staged = ring.stage(np.zeros(0, np.uint8), uncompressed_bytes=0)
+    assert staged is not None and staged.nbytes == 0 and ring.slot_bytes > 0
+    assert np.array_equal(ring.stage(np.arange(10, dtype=np.uint8), 10).device, np.arange(10))
+    assert ring.n_resizes == 0
+
+
 # ---------------------------------------------------------------------------
 # the bslz4 block plan (what nvcomp is given) and corrupt payloads
 # ---------------------------------------------------------------------------
@@ -488,6 +496,388 @@ def test_consumer_gpu_flag_reaches_the_processor(flag, explicit_error):
         processor.stop()
 
 
+# ---------------------------------------------------------------------------
+# the device path's stream ordering, through a fake CuPy that logs what is
+# queued on which stream (the real one needs a device)
+# ---------------------------------------------------------------------------
+
+class _FakeCuda:
+    """Just enough of ``cupy.cuda`` for _DevicePath: streams and events that
+    log, in queue order, what would run on which stream."""
+
+    def __init__(self):
+        self.log = []
+        self.clock = 0
+        self.current = []
+        self.n_streams = 0
+        cuda = self
+
+        class Event:
+            def __init__(self, block=False, disable_timing=False):
+                self.stream = None
+                self.t = None
+                self.done = True
+
+            def record(self, stream=None):
+                stream = stream or cuda.get_current_stream()
+                cuda.clock += 1
+                self.stream, self.t = stream, cuda.clock
+                cuda.log.append((stream.name, "record", self))
+
+            def synchronize(self):
+                pass
+
+        class Stream:
+            def __init__(self, non_blocking=False, name=None):
+                self.name = name or f"s{cuda.n_streams}"
+                cuda.n_streams += 0 if name else 1
+
+            def __enter__(self):
+                cuda.current.append(self)
+                return self
+
+            def __exit__(self, *exc):
+                cuda.current.pop()
+
+            def wait_event(self, event):
+                cuda.log.append((self.name, "wait", event))
+
+            def record(self, event=None):
+                event = event or Event()
+                event.record(self)
+                return event
+
+        self.Event, self.Stream = Event, Stream
+        self.null = Stream(name="null")
+
+    def get_current_stream(self):
+        return self.current[-1] if self.current else self.null
+
+    @staticmethod
+    def get_elapsed_time(a, b):
+        return float(b.t - a.t)
+
+    @staticmethod
+    def Device(i):
+        import contextlib
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def alloc_pinned_memory(n):
+        return bytearray(n)
+
+    def queued(self, what, stream=None):
+        stream = stream or self.get_current_stream()
+        self.log.append((stream.name, what, None))
+
+
+def _fake_cupy():
+    cuda = _FakeCuda()
+
+    def asnumpy(a, stream=None, out=None, blocking=True):
+        cuda.queued("copy to host", stream)
+        out[...] = a
+        return out
+
+    return types.SimpleNamespace(cuda=cuda, asnumpy=asnumpy, asarray=np.asarray,
+                                 ascontiguousarray=np.ascontiguousarray, stack=np.stack)
+
+
+class _OnDevice:
+    """Stands for a device array (not a numpy array: it is copied to the host)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array
+
+
+class _Accumulate(GpuAdImageProcessor):
+    """Keeps device state across frames and returns it: what must not race."""
+
+    def processFrame(self, frame):
+        self.xp.cuda.queued(f"user {frame.unique_id}")
+        return _OnDevice(frame.image)
+
+    def processBatch(self, batch):
+        self.xp.cuda.queued(f"user {batch.unique_ids}")
+        return None
+
+
+def _fake_gpu_processor():
+    cp = _fake_cupy()
+    p = _Accumulate({})
+    p.dataPublisher = Recorder()
+    p.setBackend(gpu_backend.Backend("cupy", cp, device_id=0, device_name="fake"))
+    path = p._device
+    streams = path.ring.streams
+
+    def frame(value):                       # decode, as queued on the frame's slot stream
+        uid = int(value["uniqueId"])
+        stream = streams[uid % len(streams)]
+        start = path.event(stream)
+        cp.cuda.queued(f"decode {uid}", stream)
+        return ntnda.frame_from_value(value), (stream, start, path.event(stream))
+    path.frame = frame
+    return p, cp.cuda
+
+
+def _at(log, stream, what):
+    return next(i for i, (s, op, _) in enumerate(log) if s == stream and op == what)
+
+
+def test_user_work_of_successive_frames_is_ordered_across_the_slot_streams():
+    """processFrame of frame 2 runs on another stream than frame 1's: it must
+    wait (on the device) for frame 1's processFrame and result copy, while
+    frame 2's decode need not."""
+    p, cuda = _fake_gpu_processor()
+    for uid in (1, 2, 3):
+        p.process(ntnda.value_from_image(IMAGE16, uid))
+    p.flush(wait=True)
+    log = cuda.log
+    waits = [(i, s, ev) for i, (s, op, ev) in enumerate(log) if op == "wait"]
+    assert [s for _, s, _ in waits] == ["s0", "s1"]          # frames 2 and 3 wait
+    for (i, stream, ev), (before, after) in zip(waits, [(1, 2), (2, 3)]):
+        prev = ev.stream.name
+        assert prev != stream
+        # the event waited for comes after the previous frame's work and copy ...
+        done_at = log.index((prev, "record", ev))
+        assert _at(log, prev, f"user {before}") < done_at
+        assert max(j for j, e in enumerate(log[:done_at]) if e[:2] == (prev, "copy to host")) \
+            > _at(log, prev, f"user {before}")
+        # ... and the wait is queued after this frame's decode, before its work
+        assert _at(log, stream, f"decode {after}") < i < _at(log, stream, f"user {after}")
+    assert [v["uniqueId"] for v in p.dataPublisher.values] == [1, 2, 3]
+    stats = p.getStats()
+    assert stats["kernelTimeMs"] > 0 and stats["decodeTimeMs"] > 0
+
+
+def test_a_batch_waits_for_the_frames_before_it_and_the_next_frame_for_the_batch():
+    p, cuda = _fake_gpu_processor()
+    p.process(ntnda.value_from_image(IMAGE16, 1))
+    p.processBatch([ntnda.value_from_image(IMAGE16, 2), ntnda.value_from_image(IMAGE16, 3)])
+    p.process(ntnda.value_from_image(IMAGE16, 4))
+    log = cuda.log
+    batch_wait = next(i for i, e in enumerate(log) if e[:2] == ("null", "wait")
+                      and e[2].stream.name == "s1")          # frame 1 ran on s1
+    assert batch_wait < _at(log, "null", "user [2, 3]")
+    four = max(i for i, e in enumerate(log) if e[:2] == ("s0", "wait")
+               and i < _at(log, "s0", "user 4"))
+    assert log[four][2].stream.name == "null"
+    assert _at(log, "null", "user [2, 3]") < log.index(("null", "record", log[four][2])) \
+        < four < _at(log, "s0", "user 4")
+
+
+def test_a_processFrame_that_raises_still_marks_the_end_of_its_work():
+    p, cuda = _fake_gpu_processor()
+    p.processFrame = lambda frame: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        p.process(ntnda.value_from_image(IMAGE16, 1))
+    assert p._device._user_done is not None and p._device._user_done.stream.name == "s1"
+
+
+def test_without_nvcomp_lz4_and_bslz4_frames_are_decoded_on_the_host(caplog):
+    from pvagpu.gpu.processor import _DevicePath
+    cp = _fake_cupy()
+    backend = gpu_backend.Backend("cupy", cp, device_id=0)
+    path = _DevicePath(backend, 2, 0, 2)
+    path.decoder._nvcomp_problem = "OSError: libnvcomp.so.6: cannot open shared object file"
+    for codec in ("bslz4", "lz4"):
+        frame, timing = path.frame(ntnda.value_from_image(IMAGE16, 1, codec=codec))
+        assert np.array_equal(frame.image, IMAGE16) and timing[0] in path.ring.streams
+    assert path.n_host_decodes == 2 and path.n_device_decodes == 0
+    assert sum("nvcomp cannot be used" in r.getMessage() for r in caplog.records) == 1
+
+
+class _FakeFunction:
+    def __init__(self, body=None):
+        self.body = body or (lambda *args: 0)
+        self.argtypes = self.restype = None
+
+    def __call__(self, *args):
+        return self.body(*args)
+
+
+def _fake_nvcomp_lib(version):
+    def properties(ref):
+        ref._obj.version = version
+        return 0
+
+    def temp_size(n, max_chunk, opts, ref, total, stream):
+        # nvcompBatchedLZ4DecompressOpts_t: 4 ints then 48 reserved bytes, all zero
+        raw = bytes(opts)
+        assert len(raw) == 64 and raw[:4] == (2).to_bytes(4, "little") and raw[4:] == bytes(60)
+        ref._obj.value = 4096 * n
+        return 0
+    return types.SimpleNamespace(
+        nvcompGetProperties=_FakeFunction(properties),
+        nvcompBatchedLZ4DecompressGetTempSize=_FakeFunction(temp_size),
+        nvcompBatchedLZ4DecompressAsync=_FakeFunction())
+
+
+def test_the_nvcomp_binding_refuses_another_major_version(monkeypatch):
+    """nvcomp 5 has other LZ4 signatures (no ...DecompressGetTempSize): a
+    library of another major is refused, and the device path then decodes
+    lz4/bslz4 on the host instead of failing every frame."""
+    import pvagpu.gpu.decode as decode_module
+    Nvcomp = decode_module.Nvcomp
+    nv = Nvcomp(_fake_nvcomp_lib(6000))
+    assert nv.temp_bytes(3, 8192, 3 * 8192, 0) == 3 * 4096
+    with pytest.raises(RuntimeError, match=r"nvcomp 5\.1\.2 .*6\.x"):
+        Nvcomp(_fake_nvcomp_lib(5102))
+    monkeypatch.setattr(decode_module, "Nvcomp", lambda: Nvcomp(_fake_nvcomp_lib(5000)))
+    assert "RuntimeError: nvcomp 5.0.0" in decode_module.DeviceDecoder(None).nvcomp_problem()
+
+
+def test_the_nvcomp_binding_against_the_installed_library():
+    """Host-only calls of the real libnvcomp (no device needed): the symbol
+    names, the version and the by-value options struct of the binding."""
+    pytest.importorskip("nvidia.libnvcomp")
+    from pvagpu.gpu.decode import Nvcomp
+    nv = Nvcomp()
+    assert nv.version // 1000 == 6
+    assert nv.temp_bytes(4, 8192, 4 * 8192, 0) >= 0
+
+
+# ---------------------------------------------------------------------------
+# DeviceDecoder through a fake device: host memory standing in for device
+# memory, and a fake nvcomp that follows nvcompBatchedLZ4DecompressAsync's
+# contract (arrays of chunk addresses, size_t sizes, int32 statuses, actual
+# sizes) with python-lz4. Checks the pointer and size arrays the decoder
+# builds, the tail, the dtype and the corrupt-payload checks.
+# ---------------------------------------------------------------------------
+
+class _DevArray(np.ndarray):
+    """A numpy array with CuPy's ``.data.ptr``."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
+
+def _dev(a):
+    return np.asarray(a).view(_DevArray)
+
+
+class _FakeNvcomp:
+    def __init__(self, corrupt_status=None):
+        self.calls = []
+        self.corrupt_status = corrupt_status
+
+    def temp_bytes(self, n, max_chunk, total, stream_ptr):
+        return 0
+
+    def decompress(self, comp_ptrs, comp_sizes, out_sizes, actual_sizes, n, temp_ptr, temp_bytes,
+                   out_ptrs, statuses, stream_ptr):
+        import ctypes
+
+        import lz4.block
+
+        def array(ptr, ctype):
+            return np.ctypeslib.as_array((ctype * n).from_address(ptr))
+        comp, csize = array(comp_ptrs, ctypes.c_uint64), array(comp_sizes, ctypes.c_uint64)
+        osize, actual = array(out_sizes, ctypes.c_uint64), array(actual_sizes, ctypes.c_uint64)
+        out, status = array(out_ptrs, ctypes.c_uint64), array(statuses, ctypes.c_int32)
+        self.calls.append(n)
+        for i in range(n):
+            src = ctypes.string_at(int(comp[i]), int(csize[i]))
+            try:
+                raw = lz4.block.decompress(src, uncompressed_size=int(osize[i]))
+            except lz4.block.LZ4BlockError:
+                status[i], actual[i] = 12, 0        # nvcompErrorCannotDecompress
+                continue
+            ctypes.memmove(int(out[i]), raw, len(raw))
+            status[i], actual[i] = self.corrupt_status or 0, len(raw)
+
+
+class _FakeStream:
+    ptr = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _fake_device_cupy():
+    return types.SimpleNamespace(
+        uint8=np.uint8, uint64=np.uint64, int32=np.int32,
+        empty=lambda n, dtype: _dev(np.full(n, 0xA5, np.uint8).view(dtype)
+                                    if np.dtype(dtype).itemsize == 1 else np.empty(n, dtype)),
+        zeros=lambda n, dtype: _dev(np.zeros(n, dtype)),
+        full=lambda n, v, dtype: _dev(np.full(n, v, dtype)),
+        asarray=_dev, count_nonzero=np.count_nonzero, argmax=np.argmax,
+        cuda=types.SimpleNamespace(get_current_stream=lambda: _FakeStream()))
+
+
+def _decode_on_fake_device(name, payload, dtype, size, nvcomp=None):
+    from pvagpu.gpu.decode import DeviceDecoder
+    from pvagpu.gpu.staging import Slot, Staged
+
+    class Decoder(DeviceDecoder):
+        def _unshuffle(self, shuffled, out, plan, stream):
+            out.view(np.uint8)[...] = bitunshuffle_reference(
+                np.asarray(shuffled), plan.n_elements, plan.itemsize, plan.block_elements)
+
+    payload = codecs.as_bytes(payload)
+    slot_bytes = slot_size_for(payload.size, size)
+    host = np.zeros(slot_bytes, np.uint8)
+    host[:payload.size] = payload
+    slot = Slot(0, host, _dev(host.copy()), _FakeStream())
+    decoder = Decoder(_fake_device_cupy(), nvcomp or _FakeNvcomp())
+    return decoder, decoder.decode(name, Staged(slot, payload.size), np.dtype(dtype), size)
+
+
+@pytest.mark.parametrize("dtype, n", [(np.uint8, 8192 * 2 + 1000 + 5), (np.uint16, 4096 * 3 + 8),
+                                      (np.int32, 2048 + 7), (np.float64, 1024 * 2 + 100 + 3),
+                                      (np.uint16, 5), (np.float32, 0)])
+def test_device_decoder_on_a_fake_device(dtype, n):
+    data = (RNG.poisson(3, n) * 3).astype(dtype)
+    for name in ("bslz4", "lz4", ""):
+        payload = codecs.encode(name, data) if name else codecs.as_bytes(data)
+        decoder, out = _decode_on_fake_device(name, payload, dtype, data.nbytes)
+        assert out.dtype == data.dtype and out.shape == data.shape, name
+        assert np.array_equal(np.asarray(out), data), name
+    # one nvcomp call for all the blocks of a bslz4 frame
+    decoder, out = _decode_on_fake_device("bslz4", codecs.encode("bslz4", data), dtype,
+                                          data.nbytes)
+    assert decoder.nvcomp.calls == ([] if n < 8 else
+                                    [bslz4_blocks(codecs.encode("bslz4", data), data.dtype,
+                                                  data.nbytes).n_blocks])
+
+
+def test_device_decoder_on_a_fake_device_with_an_hdf5_header():
+    data = RNG.integers(0, 1000, 5000).astype(np.uint16)
+    payload = codecs.encode("bslz4", data, block_size=512, hdf5_header=True)
+    _, out = _decode_on_fake_device("bslz4", payload, np.uint16, data.nbytes)
+    assert np.array_equal(np.asarray(out), data)
+
+
+def test_device_decoder_checks_every_status_and_size():
+    data = (RNG.poisson(3, 20000) * 3).astype(np.uint16)
+    good = codecs.encode("bslz4", data)
+    bad = good.copy()
+    clen = int.from_bytes(bad[:4].tobytes(), "big")
+    bad[4:4 + clen] = 0xFF                      # framing intact, block 0 undecodable
+    with pytest.raises(CorruptPayloadError, match=r"nvcomp: 1 of 5 LZ4 blocks failed "
+                                                  r"\(first: block 0, status 12"):
+        _decode_on_fake_device("bslz4", bad, np.uint16, data.nbytes)
+    with pytest.raises(CorruptPayloadError, match="nvcomp: 5 of 5"):
+        _decode_on_fake_device("bslz4", good, np.uint16, data.nbytes, _FakeNvcomp(15))
+    raw = codecs.encode("lz4", data)
+    with pytest.raises(CorruptPayloadError, match="nvcomp: 1 of 1"):
+        _decode_on_fake_device("lz4", raw[:-16], np.uint16, data.nbytes)
+    with pytest.raises(CorruptPayloadError, match="bslz4"):
+        _decode_on_fake_device("bslz4", good[:-10], np.uint16, data.nbytes)
+    with pytest.raises(CorruptPayloadError, match="uncompressedSize"):
+        _decode_on_fake_device("", codecs.as_bytes(data), np.uint16, data.nbytes + 2)
+    # and the next frame decodes
+    _, out = _decode_on_fake_device("bslz4", good, np.uint16, data.nbytes)
+    assert np.array_equal(np.asarray(out), data)
+
+
 def test_a_frame_the_staging_ring_cannot_take_is_an_error_not_a_processed_frame():
     """With every staging slot still copying, the device path drops the frame:
     process() raises RingOverrunError, so the consumer counts an error instead
@@ -512,3 +902,32 @@ def test_a_frame_the_staging_ring_cannot_take_is_an_error_not_a_processed_frame(
     with pytest.raises(RingOverrunError, match="frame 7 dropped"):
         proc.process(value)
     assert entered == [3]
+
+
+def test_warm_up_launches_the_unshuffle_kernel_for_every_element_size_and_waits():
+    """start() on a GPU compiles the kernel before the first frame."""
+    from pvagpu.gpu.decode import DeviceDecoder
+    log = []
+
+    class Decoder(DeviceDecoder):
+        def _unshuffle(self, shuffled, out, plan, stream):
+            log.append(("launch", plan.itemsize, out.dtype.itemsize, plan.n_elements,
+                        shuffled.nbytes))
+
+    class Stream:
+        def __init__(self, non_blocking=False):
+            assert non_blocking
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def synchronize(self):
+            log.append(("synchronize",))
+
+    cp = types.SimpleNamespace(uint8=np.uint8, zeros=np.zeros, empty=np.empty,
+                               cuda=types.SimpleNamespace(Stream=Stream))
+    Decoder(cp, nvcomp=_FakeNvcomp()).warm_up()
+    assert log == [("launch", k, k, 64, 64 * k) for k in (1, 2, 4, 8)] + [("synchronize",)]

@@ -100,16 +100,26 @@ def test_colour_modes(backend, mode):
     assert np.array_equal(p.images[-1], rgb)
 
 
+def _corrupted(image, codec):
+    """A payload whose corruption only the LZ4 decoder (nvcomp) can see: the
+    bslz4 framing stays intact. (Flipping bytes at random is not enough: LZ4
+    has no checksum, and flipped literals decode to wrong data without error.)"""
+    payload = codecs.encode(codec, image)
+    if codec == "lz4":
+        payload = payload[:-16]           # the last literals run past the input
+    else:
+        clen = int.from_bytes(payload[:4].tobytes(), "big")
+        payload[4:4 + clen] = 0xFF        # block 0: a literal length past its end
+    ny, nx = image.shape
+    return ntnda.value_from_compressed(payload, 1, nx=nx, ny=ny, dtype=image.dtype, codec=codec)
+
+
 def test_corrupt_payloads_are_caught_by_nvcomp_and_do_not_poison(backend):
     image = _image(np.uint16, (64, 512))
     p = _processor(backend)
     for codec in ("lz4", "bslz4"):
-        bad = ntnda.value_from_image(image, 1, codec=codec)
-        payload = np.array(bad["value"])
-        payload[len(payload) // 2:len(payload) // 2 + 64] ^= 0x5A
-        bad["value"] = ("ubyteValue", payload)
-        with pytest.raises(CorruptPayloadError):
-            p.process(bad)
+        with pytest.raises(CorruptPayloadError, match="nvcomp"):
+            p.process(_corrupted(image, codec))
         p.process(ntnda.value_from_image(image, 2, codec=codec))
         assert np.array_equal(p.images[-1], image)
 
@@ -130,6 +140,42 @@ def test_fast_and_simple_unshuffle_kernels_agree_on_the_device():
         cuda.synchronize()
         assert np.array_equal(cp.asnumpy(fast), data)
         assert np.array_equal(cp.asnumpy(simple).view(dtype), data)
+
+
+class RunningSum(GpuAdImageProcessor):
+    """Device state updated without any synchronization, returned as is."""
+
+    def __init__(self, configDict=None):
+        GpuAdImageProcessor.__init__(self, configDict)
+        self.total = None
+
+    def processFrame(self, frame):
+        if self.total is None:
+            self.total = self.xp.zeros(frame.image.shape, self.xp.float32)
+        self.total += frame.image
+        self.total *= 1.0000001          # more work, so that frames would overlap
+        self.total /= 1.0000001
+        return self.total                # copied to the host asynchronously
+
+
+def test_device_state_is_updated_in_frame_order_across_the_slot_streams(backend):
+    """Successive frames run on different streams; their processFrame calls
+    must still see each other's updates in order, and each published copy
+    must be the state after its own frame (not the next one's)."""
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 100, (1024, 2048)).astype(np.float32) for _ in range(12)]
+    p = RunningSum({})
+    p.setBackend(backend)
+    p.dataPublisher = Recorder()
+    for i, image in enumerate(images, 1):
+        p.process(ntnda.value_from_image(image, i))      # uncompressed: no sync in decode
+    p.flush(wait=True)
+    assert [v["uniqueId"] for v in p.dataPublisher.values] == list(range(1, len(images) + 1))
+    expect = np.zeros_like(images[0])
+    for image, value in zip(images, p.dataPublisher.values):
+        expect = (expect + image) * np.float32(1.0000001) / np.float32(1.0000001)
+        got = ntnda.frame_from_value(value).image
+        np.testing.assert_allclose(got, expect, rtol=1e-5)
 
 
 def test_gpu_statistics(backend):

@@ -142,6 +142,15 @@ def decodes_on_device(name: str, payload: np.ndarray, uncompressed_size: int) ->
 
 NVCOMP_SUCCESS = 0
 NVCOMP_DECOMPRESS_BACKEND_CUDA = 2   # validates its input; the hardware engine does not
+#: the nvcomp major version whose C API (nvcomp/lz4.h of 6.0) the binding below
+#: follows; the signatures differ between majors (5.x has no
+#: nvcompBatchedLZ4DecompressGetTempSize), so another major is refused
+NVCOMP_MAJOR = 6
+
+
+class _Properties(ctypes.Structure):
+    """nvcompProperties_t (nvcomp.h): version = major * 1000 + minor * 100 + patch."""
+    _fields_ = [("version", ctypes.c_uint32), ("cudart_version", ctypes.c_uint32)]
 
 
 class _LZ4DecompressOpts(ctypes.Structure):
@@ -159,6 +168,16 @@ class Nvcomp:
         if lib is None:
             lib = self._load()
         self.lib = lib
+        lib.nvcompGetProperties.argtypes = [ctypes.POINTER(_Properties)]
+        lib.nvcompGetProperties.restype = ctypes.c_int
+        props = _Properties()
+        status = lib.nvcompGetProperties(ctypes.byref(props))
+        self.version = props.version
+        if status != NVCOMP_SUCCESS or self.version // 1000 != NVCOMP_MAJOR:
+            raise RuntimeError(
+                f"nvcomp {self.version // 1000}.{self.version % 1000 // 100}."
+                f"{self.version % 100} (status {status}): pvagpu calls the C API of nvcomp "
+                f"{NVCOMP_MAJOR}.x (nvidia-libnvcomp-cu13 or -cu12 {NVCOMP_MAJOR}.x)")
         size_t, vp = ctypes.c_size_t, ctypes.c_void_p
         lib.nvcompBatchedLZ4DecompressGetTempSize.argtypes = [
             size_t, size_t, _LZ4DecompressOpts, ctypes.POINTER(size_t), size_t, vp]
@@ -203,12 +222,39 @@ class DeviceDecoder:
     def __init__(self, cupy, nvcomp: Nvcomp | None = None):
         self.cp = cupy
         self._nvcomp = nvcomp
+        self._nvcomp_problem = None
 
     @property
     def nvcomp(self) -> Nvcomp:
         if self._nvcomp is None:
             self._nvcomp = Nvcomp()
         return self._nvcomp
+
+    def nvcomp_problem(self) -> str | None:
+        """None when nvcomp is usable, else why not (found out once): then
+        lz4 and bslz4 are decoded on the host instead of failing every frame."""
+        if self._nvcomp is None and self._nvcomp_problem is None:
+            try:
+                self._nvcomp = Nvcomp()
+            except (OSError, AttributeError, RuntimeError) as exc:
+                self._nvcomp_problem = f"{type(exc).__name__}: {exc}"
+        return self._nvcomp_problem
+
+    def warm_up(self) -> None:
+        """Compile the bit-unshuffle kernel for every element size now:
+        numba compiles a kernel on its first launch (about a second per
+        signature), which would stall the first bslz4 frames of a stream
+        and overrun the staging ring. Waits for the launches."""
+        cp = self.cp
+        stream = cp.cuda.Stream(non_blocking=True)
+        for itemsize in (1, 2, 4, 8):
+            data = np.arange(64, dtype=f"u{itemsize}")
+            plan = bslz4_blocks(codecs.encode("bslz4", data), data.dtype, data.nbytes)
+            with stream:
+                shuffled = cp.zeros(plan.out_bytes, cp.uint8)
+                out = cp.empty(plan.n_elements, data.dtype)
+                self._unshuffle(shuffled, out, plan, stream)
+        stream.synchronize()
 
     def decode(self, name: str, staged, dtype: np.dtype, uncompressed_size: int):
         """1-D device array of ``dtype``; ``staged`` from the SlotRing."""
@@ -224,6 +270,8 @@ class DeviceDecoder:
                 return out.view(dtype)
             if name == "lz4":
                 out = cp.empty(uncompressed_size, cp.uint8)
+                if uncompressed_size == 0:       # nvcomp would get a null output pointer
+                    return out.view(dtype)
                 sizes = np.array([staged.nbytes], np.int64)
                 self._lz4_batch(staged.device, np.zeros(1, np.int64), sizes, out,
                                 np.zeros(1, np.int64), np.array([uncompressed_size], np.int64))

@@ -29,6 +29,11 @@ What ``processFrame`` returns is published on the output channel:
 
 For ``processBatch`` a list (one result per frame) or one result.
 
+On a GPU, successive frames are staged and decoded on different CUDA
+streams, but each ``processFrame``/``processBatch`` call runs on the device
+after the previous one and the copy of its result, so state that a
+processor keeps on the device is updated in frame order.
+
 The backend is chosen at ``start()`` from ``configDict['gpu']`` (``auto``,
 ``none`` or a device number; the consumer's ``--gpu``), unless the runtime
 called :meth:`setBackend` first. Ring options: ``gpuSlots`` (4),
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +65,8 @@ GPU_STATS_TYPES = {
 }
 
 _SCALAR_CODES = ((bool, "?"), (int, "l"), (float, "d"), (str, "s"))
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,7 +97,11 @@ class _DevicePath:
         self.n_device_decodes = self.n_host_decodes = 0
         self.decode_ms = self.kernel_ms = 0.0
         self.n_timed = 0
-        self._timing = []          # (decode start, decode end, kernel end) events to read
+        self._timing = []          # (decode start, decode end, kernel start, kernel end) events
+        # recorded after the last frame's user work (processFrame/processBatch
+        # and the copy of its result) on whichever stream it ran
+        self._user_done = None
+        self._nvcomp_warned = False
 
     def event(self, stream):
         ev = self.cp.cuda.Event()  # timing enabled
@@ -107,8 +119,9 @@ class _DevicePath:
             flat, info = ntnda.payload(value)
             dtype, payload, size = info.dtype, codecs.as_bytes(flat), flat.nbytes
         cp = self.cp
-        if not decodes_on_device(name, payload, size):
-            # blosc, jpeg, zlib, lz4hdf5: decoded and reshaped on the host, uploaded
+        if not decodes_on_device(name, payload, size) or (name and self._without_nvcomp()):
+            # blosc, jpeg, zlib, lz4hdf5 (and lz4, bslz4 when nvcomp cannot be
+            # used): decoded and reshaped on the host, uploaded
             frame = ntnda.frame_from_value(value)
             stream = self.ring.streams[self.n_host_decodes % len(self.ring.streams)]
             start = self.event(stream)
@@ -130,18 +143,48 @@ class _DevicePath:
             image, mode = ntnda.image_from_pixels(flat_dev, value, xp=cp)
         return ntnda.frame_of(value, image, mode), (stream, start, decoded)
 
-    def finished(self, timing) -> None:
+    def begin_user_work(self, stream):
+        """Queue on ``stream`` a wait for the previous frame's user work, and
+        return an event marking where this frame's starts.
+
+        Successive frames run on different (non-blocking) streams, so without
+        this wait the device would run one frame's processFrame concurrently
+        with the previous frame's: a processor that keeps device state
+        (``self.total += frame.image``) would lose updates, and the
+        asynchronous copy of a returned state array could see the next
+        frame's changes. The decode of this frame, queued before the wait,
+        still overlaps the previous frame's work."""
+        if self._user_done is not None:
+            stream.wait_event(self._user_done)
+        return self.event(stream)
+
+    def end_user_work(self, stream) -> None:
+        """Mark the end of this frame's user work (after its result copy)."""
+        ev = self.cp.cuda.Event(block=False, disable_timing=True)
+        ev.record(stream)
+        self._user_done = ev
+
+    def _without_nvcomp(self) -> bool:
+        problem = self.decoder.nvcomp_problem()
+        if problem and not self._nvcomp_warned:
+            self._nvcomp_warned = True
+            _log.warning("nvcomp cannot be used (%s): lz4 and bslz4 frames are decoded on the "
+                         "host", problem)
+        return problem is not None
+
+    def finished(self, timing, begun) -> None:
         stream, start, decoded = timing
-        self._timing.append((start, decoded, self.event(stream)))
+        self._timing.append((start, decoded, begun, self.event(stream)))
         self.collect()
 
     def collect(self) -> None:
         """Accumulate the times of frames whose events have completed."""
         cp = self.cp
-        while self._timing and self._timing[0][2].done:
-            start, decoded, end = self._timing.pop(0)
+        while self._timing and self._timing[0][3].done:
+            start, decoded, begun, end = self._timing.pop(0)
             self.decode_ms += cp.cuda.get_elapsed_time(start, decoded)
-            self.kernel_ms += cp.cuda.get_elapsed_time(decoded, end)
+            # from after the wait for the previous frame, not from the decode
+            self.kernel_ms += cp.cuda.get_elapsed_time(begun, end)
             self.n_timed += 1
 
     def to_host_async(self, array, stream):
@@ -197,13 +240,21 @@ class GpuAdImageProcessor(AdImageProcessor):
         """Use ``backend`` (the runtime calls this, or ``start()`` selects one)."""
         self.backend = backend
         self.xp = backend.xp
-        self._device = (_DevicePath(backend, self.gpuSlots, self.gpuSlotBytes, self.gpuStreams)
-                        if backend.is_gpu else None)
+        self._device = None
+        if backend.is_gpu:
+            # streams and buffers belong to the device current when they are
+            # made: make it the backend's, whatever thread calls this
+            with backend.xp.cuda.Device(backend.device_id):
+                self._device = _DevicePath(backend, self.gpuSlots, self.gpuSlotBytes,
+                                           self.gpuStreams)
         self.logger.info("backend: %s", backend.describe())
 
     def start(self):
         if self.backend is None:
             self.setBackend(select_backend(self.gpuSpec))
+        if self._device is not None:
+            with self._on_device():
+                self._device.decoder.warm_up()
 
     def stop(self):
         self.flush(wait=True)
@@ -245,14 +296,20 @@ class GpuAdImageProcessor(AdImageProcessor):
                 f"frame {int(pvObject['uniqueId'])} dropped: all {self.gpuSlots} staging slots "
                 f"are still copying (raise gpuSlots, or process faster)")
         stream = timing[0] if timing else None
-        if stream is not None:
+        if stream is None:
+            result = self.processFrame(frame)
+            self.nGpuFrames += 1
+            self._publish(result, frame, stream)
+            return pvObject
+        begun = self._device.begin_user_work(stream)
+        try:
             with stream:
                 result = self.processFrame(frame)
-            self._device.finished(timing)
-        else:
-            result = self.processFrame(frame)
-        self.nGpuFrames += 1
-        self._publish(result, frame, stream)
+            self._device.finished(timing, begun)
+            self.nGpuFrames += 1
+            self._publish(result, frame, stream)
+        finally:
+            self._device.end_user_work(stream)
         return pvObject
 
     def _batch_frames(self, pvObjects):
@@ -436,16 +493,24 @@ def _process_batches(self, user_method, objects):
     self.flush()
     dropped = self._device.ring.n_overruns if self._device is not None else 0
     results = []
-    for batch in self._batch_frames(objects):
-        result = user_method(self, batch)
-        self.nGpuFrames += len(batch)
-        stream = self.xp.cuda.get_current_stream() if self._device is not None else None
-        if isinstance(result, list):
-            for r, frame in zip(result, batch.frames):
-                self._publish(r, frame, stream)
-        else:
-            self._publish(result, batch.frames[-1], stream)
-        results.append(result)
+    batches = self._batch_frames(objects)
+    stream = self.xp.cuda.get_current_stream() if self._device is not None else None
+    if stream is not None:
+        # in order after the user work of earlier frames (see begin_user_work)
+        self._device.begin_user_work(stream)
+    try:
+        for batch in batches:
+            result = user_method(self, batch)
+            self.nGpuFrames += len(batch)
+            if isinstance(result, list):
+                for r, frame in zip(result, batch.frames):
+                    self._publish(r, frame, stream)
+            else:
+                self._publish(result, batch.frames[-1], stream)
+            results.append(result)
+    finally:
+        if stream is not None:
+            self._device.end_user_work(stream)
     if self._device is not None and self._device.ring.n_overruns > dropped:
         raise RingOverrunError(
             f"{self._device.ring.n_overruns - dropped} frames of a batch of {len(objects)} "

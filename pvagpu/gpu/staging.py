@@ -124,7 +124,7 @@ class SlotRing:
         """Copy ``payload`` (1-D uint8) into the next slot and start its
         upload; None (an overrun, counted) when that slot is still busy."""
         nbytes = int(payload.nbytes)
-        if nbytes > self.slot_bytes:
+        if nbytes > self.slot_bytes or not self.slots:   # (an empty first frame too)
             if self.slots:
                 # an image-size change, rare: wait for everything queued on the
                 # slot streams (copies AND the decodes reading the device
