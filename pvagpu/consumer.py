@@ -43,6 +43,7 @@ import importlib.util
 import json
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -71,14 +72,104 @@ _STOP = object()       # end of the frame queue / of the housekeeping thread
 # Names, processor classes and their configuration
 # ---------------------------------------------------------------------------
 
-def channel_name(spec: str | None, kind: str, consumer_id: int) -> str | None:
+#: most consumers that --consumer-id-list may name (one process each)
+MAX_CONSUMERS = 1024
+
+#: largest consumer id (consumerId is a uint32 on the status channel)
+MAX_CONSUMER_ID = 2**32 - 1
+
+
+def format_id(consumer_id: int, id_format_spec: str | None = None) -> str:
+    """The consumer id as it goes into channel names: formatted with
+    ``id_format_spec`` (pvapy's -ifs, a Python format spec such as ``03d``:
+    ``f'{id:{spec}}'`` as pvapy's SystemController.formatIdString), plain
+    without one. A spec that cannot format the id raises
+    :class:`ConfigurationError`."""
+    if not id_format_spec:
+        return str(consumer_id)
+    try:
+        text = format(int(consumer_id), id_format_spec)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigurationError(
+            f"id format spec {id_format_spec!r} cannot format consumer id {consumer_id}: {exc}; "
+            f"give a format spec for integers, e.g. 03d") from None
+    if not text.strip():
+        raise ConfigurationError(f"id format spec {id_format_spec!r} formats consumer id "
+                                 f"{consumer_id} as {text!r}")
+    return text
+
+
+def channel_name(spec: str | None, kind: str, consumer_id: int,
+                 id_format_spec: str | None = None) -> str | None:
     """A channel name from a flag value, as pvapy forms it: ``_`` ->
-    ``pvapy:consumer:<id>:<kind>``, ``*`` -> the consumer id."""
+    ``pvapy:consumer:<id>:<kind>``, ``*`` -> the consumer id; the id
+    formatted with ``id_format_spec`` (:func:`format_id`)."""
     if not spec:
         return None
+    cid = format_id(consumer_id, id_format_spec)
     if spec == "_":
-        return f"pvapy:consumer:{consumer_id}:{kind}"
-    return spec.replace("*", str(consumer_id))
+        return f"pvapy:consumer:{cid}:{kind}"
+    return spec.replace("*", cid)
+
+
+_INT = r"\s*([+-]?[0-9]{1,18})\s*"
+_RANGE = re.compile(rf"range\({_INT}(?:,{_INT}(?:,{_INT})?)?\)", re.ASCII)
+_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+def parse_id_list(spec) -> list:
+    """``--consumer-id-list``: the consumer ids, in the order given.
+
+    pvapy evaluates the text as Python (``[spec]``, or ``range(...)`` as
+    is); this reads the same two forms and nothing else: a comma-separated
+    list of ids, ``"1,3,7"`` (or ``"[1,3,7]"``), or ``"range(first,
+    last+1[,step])"`` with integer arguments (``range(n)`` also works, as
+    in Python). Ids must be >= 0 (the status channel's consumerId is
+    uint32) and distinct (each consumer serves channels of its own).
+    Anything else raises :class:`ConfigurationError`."""
+    shown = repr(spec if isinstance(spec, (list, tuple, range)) else str(spec))
+    if isinstance(spec, (list, tuple, range)):
+        ids = [int(i) for i in spec]
+    else:
+        text = str(spec).strip()
+        match = _RANGE.fullmatch(text)
+        if match:
+            args = [int(a) for a in match.groups() if a is not None]
+            if len(args) == 3 and args[2] == 0:
+                raise ConfigurationError(f"consumer id list {shown}: the range step is 0")
+            ids = range(*args)
+            if len(ids) > MAX_CONSUMERS:
+                raise ConfigurationError(f"consumer id list {shown} names {len(ids)} consumers; "
+                                         f"at most {MAX_CONSUMERS} are allowed")
+            ids = list(ids)
+        elif text.startswith("range"):
+            raise ConfigurationError(
+                f"consumer id list {shown}: expected range(first,last+1[,step]) with integer "
+                f"arguments, e.g. range(1,5) for the ids 1, 2, 3, 4")
+        else:
+            body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+            items = [item.strip() for item in body.split(",")]
+            if not all(_ID.fullmatch(item) for item in items):
+                raise ConfigurationError(
+                    f"consumer id list {shown}: expected comma-separated ids (integers >= 0) "
+                    f"such as 1,3,7, or range(first,last+1[,step]) such as range(1,5)")
+            ids = [int(item) for item in items]
+    if not ids:
+        raise ConfigurationError(f"consumer id list {shown}: names no consumer")
+    if len(ids) > MAX_CONSUMERS:
+        raise ConfigurationError(f"consumer id list {shown} names {len(ids)} consumers; "
+                                 f"at most {MAX_CONSUMERS} are allowed")
+    out_of_range = [i for i in ids if not 0 <= i <= MAX_CONSUMER_ID]
+    if out_of_range:
+        raise ConfigurationError(f"consumer id list {shown}: ids must be 0..{MAX_CONSUMER_ID} "
+                                 f"(uint32), got {out_of_range[0]}")
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ConfigurationError(f"consumer id list {shown}: id {i} is given twice "
+                                     f"(each consumer needs an id of its own)")
+        seen.add(i)
+    return ids
 
 
 def load_processor_class(processor_file: str | None = None, processor_class: str | None = None):
@@ -205,7 +296,13 @@ class Consumer:
     ``distributor``: the server-side distributor's options (keys group,
     set, trigger, updates; INTEROP 3.8) for the plugin named
     ``distributor_plugin``; the consumer then gets its share of the frames.
-    Give ``oid_offset`` to match (:func:`distributor_oid_offset`)."""
+    Give ``oid_offset`` to match (:func:`distributor_oid_offset`).
+
+    ``id_format_spec``: Python format spec for the consumer id where it goes
+    into channel names (pvapy's -ifs, :func:`format_id`). ``field_request``:
+    the fields to ask the server for (pvapy's -fr, e.g. ``"value,uniqueId"``;
+    the object id field is added; ignored with the distributor; see
+    :func:`pvagpu.pva.receiver.parse_field_request`)."""
 
     def __init__(self, input_channel: str, processor=None, *, consumer_id: int = 1,
                  output_channel: str | None = None, status_channel: str | None = None,
@@ -216,12 +313,17 @@ class Consumer:
                  metadata_channels=None, runtime: float = 0.0, report_period: float = 0.0,
                  report_stats=None, disable_curses: bool = True, reporter=None,
                  status_period: float = 1.0, drain_timeout: float = 5.0,
-                 distributor: dict | None = None, distributor_plugin: str = "pydistributor"):
+                 distributor: dict | None = None, distributor_plugin: str = "pydistributor",
+                 id_format_spec: str | None = None, field_request: str | None = None):
         self.consumer_id = int(consumer_id)
-        self.input_channel = channel_name(input_channel, "input", self.consumer_id)
-        self.output_channel = channel_name(output_channel, "output", self.consumer_id)
-        self.status_channel_name = channel_name(status_channel, "status", self.consumer_id)
-        self.control_channel_name = channel_name(control_channel, "control", self.consumer_id)
+        self.id_format_spec = id_format_spec or None
+
+        def name(spec, kind):
+            return channel_name(spec, kind, self.consumer_id, self.id_format_spec)
+        self.input_channel = name(input_channel, "input")
+        self.output_channel = name(output_channel, "output")
+        self.status_channel_name = name(status_channel, "status")
+        self.control_channel_name = name(control_channel, "control")
         self.processor = processor if processor is not None else UserDataProcessor(
             {"processorId": self.consumer_id})
         self.runtime = float(runtime or 0)
@@ -240,7 +342,8 @@ class Consumer:
                                  queue_size=receiver_queue_size,
                                  deliver=self._on_frame if self.direct else None,
                                  distributor=distributor,
-                                 distributor_plugin=distributor_plugin)
+                                 distributor_plugin=distributor_plugin,
+                                 field_request=field_request)
         self.counters = ProcessorCounters()
         self.metadata = None
         if metadata_channels:

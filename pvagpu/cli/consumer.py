@@ -2,7 +2,8 @@
 
 The flags are pvapy-hpc-consumer's where the concept is the same, so a
 pvapy command line works after renaming the command. Processor arguments
-are JSON (never evaluated as Python).
+are JSON and consumer id lists (-cid) are read by a strict parser: neither
+is ever evaluated as Python.
 
 Exit status: 0 after a clean stop (runtime reached, control-channel stop,
 SIGINT or SIGTERM); 2 for a bad command line or configuration (bad JSON,
@@ -45,6 +46,14 @@ examples:
   # receiving every frame of the set's turn
   pvagpu-consumer -ic pvapy:image -nc 2 -ds A -du 5 -nds 2 &
   pvagpu-consumer -ic pvapy:image -id 3 -nc 2 -ds B -du 5 -nds 2 &
+
+  # consumers 2, 5 and 8, one process each, with status channels
+  # pvapy:consumer:002:status, ...:005:status, ...:008:status
+  pvagpu-consumer -ic pvapy:image -cid 'range(2,9,3)' -ifs 03d -sc _
+
+  # ask the server for uniqueId and the compressed size only (no pixels), for a
+  # processor of yours that needs no more
+  pvagpu-consumer -ic pvapy:image -fr compressedSize -pf my_proc.py -pc SizeLogger
 
   # talk to a running consumer through its control channel (p4p or pvput)
   python -m p4p.client.cli put pvapy:consumer:1:control \\
@@ -133,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
       help="run N consumers as N processes with ids id..id+N-1; each receives EVERY frame "
            "unless a distributor option (-dg, -ds, -dt, -du) shares them out, and needs '*' "
            "in its channel names to keep them apart. Example: -nc 4 -sc 'c:*:status'")
+    a("-cid", "--consumer-id-list", type=_id_list_arg, metavar="LIST",
+      help="consumer ids as a comma-separated list or range(first,last+1[,step]); overrides "
+           "-id and -nc: one consumer process per id (as -nc), N = the number of ids (also "
+           "for the automatic -oo). Read by a strict parser, never evaluated as Python. "
+           "Example: -cid 1,3,7 or -cid 'range(2,10,2)'")
+    a("-ifs", "--id-format-spec", type=_id_format_arg, metavar="SPEC",
+      help="Python format spec for the consumer id where it goes into channel names ('*' "
+           "in -ic/-oc/-sc/-cc and the '_' names); the processorId and the status "
+           "channel's consumerId stay numbers. Example: -ifs 03d makes -sc _ "
+           "pvapy:consumer:007:status for consumer 7")
+    a("-fr", "--field-request", default="", type=_field_request_arg, metavar="FIELDS",
+      help="ask the server for these fields only, a comma-separated list of field names or "
+           "dotted paths, optionally written field(...); the -of field is always added. The "
+           "processor gets frames with just these fields: a pvapy (pvDatabase) server sends "
+           "a structure of them, a p4p/pvxs server the whole structure with only them filled "
+           "in. Ignored, with a warning, with the distributor (-dg, -ds, -dt, -du), as "
+           "pvapy does; given to the processor as configDict['fieldRequest'] "
+           "(default: all fields). Example: -fr 'value,codec,dimension'")
     a("-dpn", "--distributor-plugin-name", default="pydistributor", metavar="NAME",
       help="server-side distributor plugin used by -dg/-ds/-dt/-du: pydistributor in pvapy "
            "servers (pvapy-ad-sim-server, pvapy-mirror-server), distributor in pvDatabase "
@@ -171,6 +198,36 @@ def _gpu_choice(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, none or a device number, got {text!r}")
 
 
+def _id_list_arg(text: str) -> list:
+    """-cid: the consumer ids (strict parser, never eval)."""
+    from ..consumer import parse_id_list
+    try:
+        return parse_id_list(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _id_format_arg(text: str) -> str:
+    """-ifs: a format spec that formats an integer id."""
+    from ..consumer import format_id
+    try:
+        format_id(1, text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _field_request_arg(text: str) -> str:
+    """-fr: checked here, kept as written (the processor's configDict
+    gets it as given, as in pvapy)."""
+    from ..pva.receiver import parse_field_request
+    try:
+        parse_field_request(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _default_queue_size() -> int:
     from ..pva.receiver import DEFAULT_QUEUE_SIZE
     return DEFAULT_QUEUE_SIZE
@@ -192,20 +249,21 @@ def _consumer_from_args(args):
     processor_args = parse_processor_args(args.processor_args)
     cls = load_processor_class(args.processor_file, args.processor_class)
     cid = args.consumer_id
+    spec = args.id_format_spec
     config = dict(processor_args)
     config.update({
         "processorId": cid,
-        "inputChannel": channel_name(args.input_channel, "input", cid),
+        "inputChannel": channel_name(args.input_channel, "input", cid, spec),
         "inputMode": INPUT_MODE_PVA,
         "inputArgs": None,
-        "outputChannel": channel_name(args.output_channel, "output", cid),
+        "outputChannel": channel_name(args.output_channel, "output", cid, spec),
         "outputMode": OUTPUT_MODE_PVAS,
         "outputArgs": None,
         "objectIdField": args.oid_field,
         "skipInitialUpdates": args.skip_initial_updates,
         "objectIdOffset": args.oid_offset if args.oid_offset > 0 else 1,
         "nSequentialUpdates": 1,
-        "fieldRequest": "",
+        "fieldRequest": args.field_request,
     })
     if args.gpu is not None:
         config["gpu"] = args.gpu
@@ -221,6 +279,7 @@ def _consumer_from_args(args):
         control_channel=args.control_channel, oid_field=args.oid_field,
         oid_offset=args.oid_offset, distributor=_distributor(args),
         distributor_plugin=args.distributor_plugin_name,
+        id_format_spec=spec, field_request=args.field_request,
         skip_initial_updates=args.skip_initial_updates,
         server_queue_size=args.server_queue_size, receiver_queue_size=args.receiver_queue_size,
         accumulate_objects=args.accumulate_objects,
@@ -275,7 +334,7 @@ def _child_argv(parser, args, consumer_id: int) -> list:
     argv = []
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "n_consumers", "consumer_id",
-                                                        "disable_curses"):
+                                                        "consumer_id_list", "disable_curses"):
             continue
         value = getattr(args, action.dest)
         if value is None or value == action.default and action.dest != "input_channel":
@@ -285,8 +344,9 @@ def _child_argv(parser, args, consumer_id: int) -> list:
     return argv + [f"--consumer-id={consumer_id}", "--n-consumers=1", "--disable-curses"]
 
 
-def _run_many(parser, args) -> int:
-    """-nc N: N child processes, each a full consumer receiving every frame."""
+def _run_many(parser, args, consumer_ids) -> int:
+    """-nc N or -cid LIST: one child process per consumer id, each a full
+    consumer receiving every frame (unless the distributor shares them)."""
     try:  # check the configuration once, before starting N processes
         parse_report_stats(args.report_stats)
         from ..consumer import load_processor_class, parse_processor_args
@@ -296,7 +356,7 @@ def _run_many(parser, args) -> int:
         print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
         return 2
     children = []
-    for cid in range(args.consumer_id, args.consumer_id + args.n_consumers):
+    for cid in consumer_ids:
         argv = [sys.executable, "-m", "pvagpu.cli.consumer"] + _child_argv(parser, args, cid)
         children.append(subprocess.Popen(argv, env=os.environ.copy()))
 
@@ -320,8 +380,20 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.log_file)
-    if args.n_consumers < 1:
-        parser.error("--n-consumers must be at least 1")
+    if args.consumer_id_list is not None:  # overrides -id and -nc, as in pvapy
+        consumer_ids = args.consumer_id_list
+    else:
+        if args.n_consumers < 1:
+            parser.error("--n-consumers must be at least 1")
+        consumer_ids = list(range(args.consumer_id, args.consumer_id + args.n_consumers))
+    args.consumer_id, args.n_consumers = consumer_ids[0], len(consumer_ids)
+    if args.id_format_spec:
+        from ..consumer import format_id
+        try:
+            for cid in consumer_ids:
+                format_id(cid, args.id_format_spec)
+        except ConfigurationError as exc:
+            parser.error(str(exc))
     if args.distributor_updates is not None and args.distributor_updates < 1:
         parser.error("--distributor-updates must be at least 1")
     if args.n_distributor_sets > 1 and args.distributor_set is None:
@@ -331,8 +403,8 @@ def main(argv=None) -> int:
     args.oid_offset = distributor_oid_offset(
         args.oid_offset, n_consumers=args.n_consumers,
         distributor_updates=args.distributor_updates, n_distributor_sets=args.n_distributor_sets)
-    if args.n_consumers > 1:
-        return _run_many(parser, args)
+    if len(consumer_ids) > 1:
+        return _run_many(parser, args, consumer_ids)
     return _run_one(args)
 
 

@@ -25,6 +25,13 @@ monitor request asks a pvDatabase server's distributor plugin (pvapy's
 (INTEROP 3.8). p4p's request-string parser rejects the ``_[...]`` syntax,
 so that request is a hand-built pvRequest Value (see :func:`monitor_request`).
 
+Field request: ``field_request`` (pvapy's -fr, e.g. ``"value,uniqueId"``)
+asks the server for a subset of the fields; the object id field is always
+added (:func:`parse_field_request`). A pvDatabase server (pvapy) then sends
+a structure of just those fields, a pvxs server (p4p, NDPluginPvxs) the
+whole structure with only those fields marked changed and filled in. As in
+pvapy, the field request is ignored when distributor options are given.
+
 Nothing is copied: ``value`` is the p4p ``Value`` as received, whose arrays
 are NumPy views of the received buffer.
 
@@ -44,12 +51,14 @@ import ctypes
 import logging
 import os
 import queue
+import re
 import threading
 
 from p4p import Type, Value
 from p4p.client import raw
 from p4p.client.raw import Disconnected, Finished
 
+from ..errors import ConfigurationError
 from ..stats import IdTracker, ReceiverCounters
 
 #: Marker in the object id position of a skipped update.
@@ -74,23 +83,62 @@ def distributor_options(options: dict) -> str:
     return ";".join(f"{key}:{value}" for key, value in options.items() if value is not None)
 
 
-def monitor_request(server_queue_size: int = 0, distributor: dict | None = None,
-                    plugin: str = "pydistributor"):
-    """The monitor's pvRequest, all fields.
+#: one field of a field request: a name or a dotted path (codec.name)
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
 
-    Without distributor options a request string, ``record[queueSize=N]field()``
-    (the record option when ``server_queue_size`` > 0). With them a pvRequest
-    Value, the structure that pvAccess's parser makes of
-    ``record[queueSize=N]field(_[plugin=options])``::
+
+def parse_field_request(text: str | None, oid_field: str | None = "uniqueId") -> tuple:
+    """The fields that ``--field-request`` asks for, the object id field
+    included; () for all fields (an empty request).
+
+    Accepted, as pvapy's DataConsumer.getPvMonitorRequest reads it (it
+    strips ``field(`` and ``)`` and puts the rest into ``field(...)``): a
+    comma-separated list of field names or dotted paths, optionally written
+    as ``field(...)``: ``"value,uniqueId"``, ``"field(value,codec.name)"``.
+    ``oid_field`` is put first unless it (or a structure holding it) is
+    listed, as pvapy prepends ``<oid>,``. Anything else (options in
+    brackets, unbalanced parentheses, empty names) raises
+    :class:`~pvagpu.errors.ConfigurationError`: the request goes to the
+    server, so it is checked here rather than sent as written."""
+    if text is None:
+        return ()
+    body = text.strip()
+    if body.startswith("field(") and body.endswith(")"):
+        body = body[len("field("):-1].strip()
+    if not body:
+        return ()
+    fields = [item.strip() for item in body.split(",")]
+    bad = [item for item in fields if not _FIELD_PATH.fullmatch(item)]
+    if bad:
+        raise ConfigurationError(
+            f"field request {text!r}: {bad[0]!r} is not a field name; give a comma-separated "
+            f"list of field names or dotted paths, e.g. 'value,uniqueId' or "
+            f"'field(value,codec.name)'")
+    fields = list(dict.fromkeys(fields))  # each field once, in the order given
+    if oid_field and not any(oid_field == f or oid_field.startswith(f + ".") for f in fields):
+        fields.insert(0, oid_field)
+    return tuple(fields)
+
+
+def monitor_request(server_queue_size: int = 0, distributor: dict | None = None,
+                    plugin: str = "pydistributor", fields=()):
+    """The monitor's pvRequest.
+
+    Without distributor options a request string,
+    ``record[queueSize=N]field(<fields>)`` (the record option when
+    ``server_queue_size`` > 0; ``fields`` from :func:`parse_field_request`,
+    none for all fields). With them a pvRequest Value, the structure that
+    pvAccess's parser makes of ``record[queueSize=N]field(_[plugin=options])``::
 
         field.<_>._options.<plugin> = "group:G;updates:U"
         record._options.queueSize = "N"
 
+    and ``fields`` is ignored, as pvapy ignores its field request then.
     p4p's raw client passes a Value through unchanged."""
     options = distributor_options(distributor or {})
     if not options:
         return (f"record[queueSize={server_queue_size}]" if server_queue_size > 0 else "") \
-            + "field()"
+            + f"field({','.join(fields)})"
     fields = [("field", ("S", None, [("_", ("S", None, [
         ("_options", ("S", None, [(plugin, "s")]))]))]))]
     init = {"field": {"_": {"_options": {plugin: options}}}}
@@ -120,16 +168,27 @@ class Receiver:
     skipped initial updates. ``deliver`` must not raise (an exception is
     counted as a receiver error and the update is lost). ``distributor``:
     the distributor plugin's options (group, set, trigger, updates; None
-    values left out) for the plugin named ``distributor_plugin``."""
+    values left out) for the plugin named ``distributor_plugin``.
+    ``field_request``: the fields to ask the server for (pvapy's -fr, see
+    :func:`parse_field_request`; ConfigurationError if malformed), ignored
+    with a warning when distributor options are given."""
 
     def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
                  skip_initial_updates: int = 1, server_queue_size: int = 0,
                  queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None,
-                 distributor: dict | None = None, distributor_plugin: str = "pydistributor"):
+                 distributor: dict | None = None, distributor_plugin: str = "pydistributor",
+                 field_request: str | None = None):
         self.channel = channel
         self.distributor = dict(distributor or {})
         self.distributor_plugin = distributor_plugin
         self.oid_field = oid_field
+        #: the fields requested from the server; () for all of them
+        self.fields = parse_field_request(field_request, oid_field)
+        if self.fields and distributor_options(self.distributor):
+            log.warning("%s: field request %r ignored: the distributor (%s) is used, and "
+                        "pvapy ignores the field request then too", channel, field_request,
+                        distributor_plugin)
+            self.fields = ()
         self.skip = max(0, int(skip_initial_updates))
         self.server_queue_size = int(server_queue_size)
         self.deliver = deliver
@@ -151,10 +210,12 @@ class Receiver:
 
     @property
     def request(self):
-        """The pvRequest: all fields, ``record[queueSize=N]`` when a server
-        queue size is given (as pvapy's -sqs); a Value when distributor
-        options are given (:func:`monitor_request`)."""
-        return monitor_request(self.server_queue_size, self.distributor, self.distributor_plugin)
+        """The pvRequest: the requested fields (all by default),
+        ``record[queueSize=N]`` when a server queue size is given (as
+        pvapy's -sqs); a Value when distributor options are given
+        (:func:`monitor_request`)."""
+        return monitor_request(self.server_queue_size, self.distributor, self.distributor_plugin,
+                               self.fields)
 
     @property
     def queue_length(self) -> int:
