@@ -501,6 +501,15 @@ def _type_json(spec) -> bytes:
     return type_json
 
 
+_TREE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _as_bytes(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 1 and a.flags.c_contiguous:
+        return a.view(np.uint8)
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
 def serialize_value(value: Value, items: Optional[list] = None):
     """``value`` as a list of buffers whose concatenation is the plaintext
     (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays.
@@ -514,8 +523,8 @@ def serialize_value(value: Value, items: Optional[list] = None):
     if items is None:
         items = value.tolist()
     tree = _encoder_for(spec, type_json)(items, lambda: value, blobs)
-    tree_json = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
-    arrays = [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in blobs.arrays]
+    tree_json = _TREE_JSON.encode(tree).encode()
+    arrays = [_as_bytes(a) for a in blobs.arrays]
     lengths = struct.pack(f"<{len(arrays)}Q", *(a.nbytes for a in arrays))
     head = (_PT_HEADER.pack(PLAINTEXT_MAGIC, PLAINTEXT_VERSION, 0, 0, len(type_json),
                             len(tree_json), len(arrays)) + lengths + type_json + tree_json)
@@ -837,6 +846,10 @@ def _stamp_of_items(fields: dict, name: str) -> tuple:
     return (int(s["secondsPastEpoch"]), int(s["nanoseconds"]), int(s["userTag"]))
 
 
+#: numpy dtype -> its name (``dtype.name`` is computed in Python on every call)
+_DTYPE_NAMES = {row.dtype: row.dtype.name for row in ntnda.SCALAR_TYPES if row.dtype is not None}
+
+
 def ntndarray_summary(value: Value) -> tuple:
     """(dtype name, dims, codec name) of an NTNDArray (uncompressed dtype)."""
     return _summary_of_fields(dict(value.tolist()))
@@ -864,7 +877,7 @@ def _summary_of_fields(fields: dict) -> tuple:
             raise FrameError(f"the value union holds a {type(arr).__name__}, "
                              f"not a numeric array")
     dims = [int(dict(d)["size"]) for d in fields["dimension"]]
-    return dtype.name, dims, name
+    return _DTYPE_NAMES[dtype], dims, name
 
 
 class _Epoch:
