@@ -266,14 +266,19 @@ def distributor_oid_offset(oid_offset: int = 0, *, n_consumers: int = 1,
     set). Without the distributor every frame is this consumer's: 1.
 
     With U > 1 the id steps by 1 inside a turn and by the offset between
-    turns; both count as no loss, so nMissed is then a lower bound (a whole
-    missed turn counts as one frame or so)."""
+    turns (:func:`sequential_updates` gives U to the missed-frame count)."""
     if oid_offset and oid_offset > 0:
         return int(oid_offset)
     if not distributor_updates or distributor_updates < 1:
         return 1
     turns = n_distributor_sets if n_distributor_sets > 1 else n_consumers
     return (max(1, turns) - 1) * int(distributor_updates) + 1
+
+
+def sequential_updates(distributor: dict | None) -> int:
+    """pvapy's nSequentialUpdates: the distributor's updates per turn (U), else 1."""
+    updates = (distributor or {}).get("updates")
+    return int(updates) if updates is not None and int(updates) > 1 else 1
 
 
 def _overrides_batch(processor) -> bool:
@@ -343,7 +348,8 @@ class Consumer:
                                  deliver=self._on_frame if self.direct else None,
                                  distributor=distributor,
                                  distributor_plugin=distributor_plugin,
-                                 field_request=field_request)
+                                 field_request=field_request,
+                                 sequential_updates=sequential_updates(distributor))
         self.counters = ProcessorCounters()
         self.metadata = None
         if metadata_channels:
@@ -699,9 +705,8 @@ class Consumer:
                 self.receiver.skip = max(0, int(config["skipInitialUpdates"]))
             if "objectIdOffset" in config:
                 self.receiver.ids.offset = max(1, int(config["objectIdOffset"]))
-            if int(config.get("nSequentialUpdates", 1)) != 1:
-                raise ConfigurationError("nSequentialUpdates other than 1 needs pvapy's "
-                                         "distributor, which pvagpu-consumer does not use")
+            if "nSequentialUpdates" in config:
+                self.receiver.ids.sequential = max(1, int(config["nSequentialUpdates"]))
             self.processor.configure(config)
         except Exception as exc:
             log.warning("consumer %s: configuration %s failed: %s", self.consumer_id, args, exc)

@@ -140,30 +140,60 @@ class ProcessorCounters(Counters):
 
 
 class IdTracker:
-    """Missed-frame accounting from object ids (INTEROP 3.4, one sequential
-    update): between consecutive ids ``last`` and ``oid`` the consumer missed
-    ``(oid - last - offset) // offset`` objects when that is positive. The
-    offset is the id step between two objects meant for this consumer (1
-    when it gets every frame)."""
+    """Missed-frame accounting from object ids (INTEROP 3.4).
 
-    __slots__ = ("offset", "last_id")
+    ``offset``: the id step from one of this consumer's turns to the next
+    (1 when it gets every frame); ``sequential``: how many consecutive ids
+    a turn holds (pvapy's nSequentialUpdates, the distributor's -du U).
 
-    def __init__(self, offset: int = 1):
+    One update per turn (pvapy's formula): between consecutive ids ``last``
+    and ``oid`` the consumer missed ``(oid - last - offset) // offset``
+    objects when that is positive.
+
+    U > 1: the consumer's ids come in runs of U consecutive ids whose
+    starts are ``period = offset - 1 + U`` apart (4 consumers, U = 3:
+    consumer 1 gets 1-3, 13-15, 25-27, ...), counted from the first id
+    seen. Missed are the ids of that pattern strictly between ``last`` and
+    ``oid``; this agrees with pvapy's group-aware count for ids that follow
+    the pattern (tested against pvapy). An id below the last one (a
+    restarted server) starts the pattern afresh instead of being counted."""
+
+    __slots__ = ("offset", "sequential", "last_id", "first_id")
+
+    def __init__(self, offset: int = 1, sequential: int = 1):
         self.offset = max(1, int(offset))
+        self.sequential = max(1, int(sequential))
         self.last_id = None
+        self.first_id = None
+
+    def _expected_up_to(self, oid: int) -> int:
+        """How many ids of the pattern lie in [first_id, oid]."""
+        d = oid - self.first_id
+        if d < 0:
+            return 0
+        period = self.offset - 1 + self.sequential
+        turns, into = divmod(d, period)
+        return turns * self.sequential + min(into + 1, self.sequential)
 
     def update(self, oid: int) -> int:
         """Record ``oid``; the number of objects missed just before it."""
         last = self.last_id
         self.last_id = oid
         if last is None:
+            self.first_id = oid
             return 0
-        gap = oid - last - self.offset
-        return gap // self.offset if gap >= self.offset else 0
+        if self.sequential == 1:
+            gap = oid - last - self.offset
+            return gap // self.offset if gap >= self.offset else 0
+        if oid <= last:
+            self.first_id = oid
+            return 0
+        return max(0, self._expected_up_to(oid - 1) - self._expected_up_to(last))
 
     def restart(self) -> None:
         """Forget the last id (after a stats reset)."""
         self.last_id = None
+        self.first_id = None
 
 
 def _rate(n: int, seconds: float) -> float:

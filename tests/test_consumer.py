@@ -123,6 +123,52 @@ def test_missed_frames_from_id_gaps(offset, ids, missed):
     assert sum(tracker.update(i) for i in ids) == missed
 
 
+def _turns(consumer, n_consumers, updates, n_ids):
+    """The ids a distributor hands consumer ``consumer`` (0-based): runs of
+    ``updates`` consecutive ids, one turn per consumer in order."""
+    return [i for i in range(1, n_ids + 1) if ((i - 1) // updates) % n_consumers == consumer]
+
+
+@pytest.mark.parametrize("n_consumers, updates", [(4, 3), (2, 5), (3, 2), (1, 4)])
+def test_missed_frames_with_several_updates_per_turn(n_consumers, updates):
+    """Every id of the consumer's pattern that does not arrive is missed,
+    none else: checked on random losses against the pattern itself."""
+    rng = np.random.default_rng(n_consumers * 10 + updates)
+    offset = (n_consumers - 1) * updates + 1
+    for consumer in range(n_consumers):
+        ours = _turns(consumer, n_consumers, updates, 600)
+        for _ in range(20):
+            keep = rng.random(len(ours)) > rng.choice([0.0, 0.1, 0.5])
+            keep[0] = True
+            got = [i for i, k in zip(ours, keep) if k]
+            tracker = IdTracker(offset, updates)
+            missed = sum(tracker.update(i) for i in got)
+            assert missed == sum(1 for i in ours if got[0] < i < got[-1] and i not in got)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("n_consumers, updates", [(4, 3), (2, 5), (3, 1)])
+def test_missed_frames_agree_with_pvapys_count(n_consumers, updates):
+    """pvapy's DataProcessingController and IdTracker count the same
+    misses for the same ids (losses inside turns, whole turns, both)."""
+    pytest.importorskip("pvaccess")
+    from pvapy.hpc.dataProcessingController import DataProcessingController
+    from pvapy.hpc.userDataProcessor import UserDataProcessor as PvapyProcessor
+    rng = np.random.default_rng(updates)
+    offset = (n_consumers - 1) * updates + 1
+    ours = _turns(0, n_consumers, updates, 3000)
+    for loss in (0.0, 0.05, 0.3):
+        got = [i for i in ours if i == 1 or rng.random() >= loss]
+        processor = PvapyProcessor()
+        processor.objectIdField = "uniqueId"          # set by pvapy's framework
+        pvapy = DataProcessingController({"objectIdOffset": offset, "skipInitialUpdates": 0,
+                                          "nSequentialUpdates": updates}, processor)
+        for i in got:
+            pvapy.process({"uniqueId": i})
+        tracker = IdTracker(offset, updates)
+        assert sum(tracker.update(i) for i in got) == pvapy.nMissed
+
+
 # ---------------------------------------------------------------------------
 # frames flow, output, status
 # ---------------------------------------------------------------------------
@@ -415,9 +461,9 @@ def test_control_commands(source, client):
             wait_for(lambda: any(m.startswith("Configuration failed: args are not valid JSON")
                                  for m in messages), message="configure with bad JSON fails")
             assert processor.publish is False
-            command("configure", json.dumps({"nSequentialUpdates": 3}))
-            wait_for(lambda: any("nSequentialUpdates" in m for m in messages),
-                     message="unsupported framework setting refused")
+            command("configure", json.dumps({"nSequentialUpdates": 3}),
+                    "Configuration successful")
+            assert consumer.receiver.ids.sequential == 3
             command("bogus")
             wait_for(lambda: any(m.startswith("Ignoring invalid request (unrecognized command")
                                  for m in messages), message="unknown command refused")
@@ -647,18 +693,31 @@ def test_publisher_reopens_for_a_value_of_another_type(pva_env):
         server.stop()
 
 
-def test_missed_frames_are_counted_from_the_skipped_connect_snapshot():
-    """As in pvapy, the first (skipped) update starts the uniqueId accounting:
-    a gap between the connect snapshot and the first processed frame is missed."""
+def test_missed_frames_are_counted_from_the_first_processed_frame():
+    """As in pvapy, uniqueId accounting starts at the first processed frame:
+    a gap between the skipped connect snapshot and it is not a loss (the
+    snapshot may be any old frame), later gaps are."""
     import numpy as np
 
     from pvagpu import ntnda
     from pvagpu.pva.receiver import SKIPPED, Receiver
 
+    ids = (5, 8, 9, 12)              # snapshot 5; then 10 and 11 never arrive
     got = []
     receiver = Receiver("test:snapshot", skip_initial_updates=1,
                         deliver=lambda oid, value: got.append(oid))
-    for unique_id in (5, 8, 9):      # snapshot 5, then 6 and 7 never arrive
+    for unique_id in ids:
         receiver._on_value(ntnda.value_from_image(np.zeros((2, 2), np.uint8), unique_id))
-    assert got == [SKIPPED, 8, 9]
+    assert got == [SKIPPED, 8, 9, 12]
     assert receiver.counters.n_missed == 2 and receiver.counters.n_skipped == 1
+    try:
+        from pvapy.hpc.dataProcessingController import DataProcessingController
+        from pvapy.hpc.userDataProcessor import UserDataProcessor as PvapyProcessor
+    except ImportError:
+        return
+    processor = PvapyProcessor()
+    processor.objectIdField = "uniqueId"
+    pvapy = DataProcessingController({"skipInitialUpdates": 1}, processor)
+    for unique_id in ids:
+        pvapy.process({"uniqueId": unique_id})
+    assert pvapy.nMissed == 2

@@ -82,14 +82,15 @@ class IdRecorder(UserDataProcessor):
 
 @pytest.mark.pva
 @pytest.mark.peer
-def test_two_consumers_share_the_frames_of_pvapy_ad_sim_server(processes):
+@pytest.mark.parametrize("updates", [1, 3])
+def test_two_consumers_share_the_frames_of_pvapy_ad_sim_server(processes, updates):
     # the sim server serves its (empty) record during the start delay, so both
     # consumers join the distributor group before frame 1
     sim = processes.start("pvapy-ad-sim-server", "-cn", "sim:image", "-nx", "16", "-ny", "8",
                           "-fps", "20", "-rt", "2", "-std", "3", "-shd", "0", "-dc")
-    offset = distributor_oid_offset(n_consumers=2, distributor_updates=1)
+    offset = distributor_oid_offset(n_consumers=2, distributor_updates=updates)
     consumers = [Consumer("sim:image", IdRecorder(), consumer_id=cid, oid_offset=offset,
-                          distributor={"updates": 1}) for cid in (1, 2)]
+                          distributor={"updates": updates}) for cid in (1, 2)]
     try:
         for consumer in consumers:
             consumer.start()
@@ -108,8 +109,11 @@ def test_two_consumers_share_the_frames_of_pvapy_ad_sim_server(processes):
     assert first and second and not set(first) & set(second)
     everything = sorted(first + second)
     assert everything == list(range(1, everything[-1] + 1)) and len(everything) >= 30
-    assert abs(len(first) - len(second)) <= 1
+    assert abs(len(first) - len(second)) <= updates
+    for ids in (first, second):             # turns of `updates` consecutive frames
+        assert all(ids[k + 1] - ids[k] in (1, updates + 1) for k in range(len(ids) - 1))
     for consumer, s, ids in zip(consumers, stats, (first, second)):
-        assert consumer.receiver.ids.offset == 2
+        assert consumer.receiver.ids.offset == updates + 1
+        assert consumer.receiver.ids.sequential == updates
         assert consumer.processor.min_size == 16 * 8      # whole frames, not just the id
         assert s["nProcessed"] == len(ids) and s["nMissed"] == 0 and s["nErrors"] == 0

@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="id step between consecutive frames meant for this consumer, for counting missed "
            "frames; <= 0 (default) means automatic: with -du U, (N-1)*U+1 for N consumers "
            "(-nc) in one set or for N sets (-nds), else 1 (every frame). Give it when "
-           "consumers sharing frames run as separate commands. With U > 1 the count of "
-           "missed frames is a lower bound (a frame of another turn is no loss). "
+           "consumers sharing frames run as separate commands. With U > 1 a consumer's "
+           "frames come in turns of U consecutive ids, and missed frames are counted "
+           "inside and across turns, as pvapy counts them. "
            "Example: -oo 4 when 4 consumers share frames round-robin")
     a("-siu", "--skip-initial-updates", type=int, default=1, metavar="N",
       help="number of first updates not processed, e.g. the value that the server sends "
@@ -244,7 +245,8 @@ def _setup_logging(level: str | None, log_file: str | None) -> None:
 def _consumer_from_args(args):
     """Build the processor and the Consumer (ConfigurationError if bad)."""
     from ..consumer import (Consumer, INPUT_MODE_PVA, OUTPUT_MODE_PVAS, channel_name,
-                            load_processor_class, make_processor, parse_processor_args)
+                            load_processor_class, make_processor, parse_processor_args,
+                            sequential_updates)
     report_stats = parse_report_stats(args.report_stats)
     processor_args = parse_processor_args(args.processor_args)
     cls = load_processor_class(args.processor_file, args.processor_class)
@@ -262,7 +264,7 @@ def _consumer_from_args(args):
         "objectIdField": args.oid_field,
         "skipInitialUpdates": args.skip_initial_updates,
         "objectIdOffset": args.oid_offset if args.oid_offset > 0 else 1,
-        "nSequentialUpdates": 1,
+        "nSequentialUpdates": sequential_updates(_distributor(args)),
         "fieldRequest": args.field_request,
     })
     if args.gpu is not None:

@@ -171,13 +171,15 @@ class Receiver:
     values left out) for the plugin named ``distributor_plugin``.
     ``field_request``: the fields to ask the server for (pvapy's -fr, see
     :func:`parse_field_request`; ConfigurationError if malformed), ignored
-    with a warning when distributor options are given."""
+    with a warning when distributor options are given.
+    ``oid_offset``/``sequential_updates``: the missed-frame pattern
+    (:class:`~pvagpu.stats.IdTracker`)."""
 
     def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
                  skip_initial_updates: int = 1, server_queue_size: int = 0,
                  queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None,
                  distributor: dict | None = None, distributor_plugin: str = "pydistributor",
-                 field_request: str | None = None):
+                 field_request: str | None = None, sequential_updates: int = 1):
         self.channel = channel
         self.distributor = dict(distributor or {})
         self.distributor_plugin = distributor_plugin
@@ -195,7 +197,7 @@ class Receiver:
         self.max_queued = int(queue_size) if queue_size and queue_size > 0 else DEFAULT_QUEUE_SIZE
         self.queue = queue.SimpleQueue()
         self.counters = ReceiverCounters()
-        self.ids = IdTracker(oid_offset)
+        self.ids = IdTracker(oid_offset, sequential_updates)
         self.connected = False
         self._resync = False
         self._warned_no_oid = False
@@ -294,10 +296,8 @@ class Receiver:
         if self.skip > 0:
             self.skip -= 1
             c.n_skipped += 1
-            try:  # missed-frame accounting starts at the first object, as pvapy's does
-                self.ids.update(value[self.oid_field])
-            except (KeyError, ValueError, TypeError):
-                pass
+            # missed-frame accounting starts at the first processed object,
+            # as pvapy's does (it restarts there from the skipped ones)
             oid = SKIPPED
         else:
             try:
