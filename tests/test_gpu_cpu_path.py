@@ -931,3 +931,15 @@ def test_warm_up_launches_the_unshuffle_kernel_for_every_element_size_and_waits(
                                cuda=types.SimpleNamespace(Stream=Stream))
     Decoder(cp, nvcomp=_FakeNvcomp()).warm_up()
     assert log == [("launch", k, k, 64, 64 * k) for k in (1, 2, 4, 8)] + [("synchronize",)]
+
+
+def test_a_kernel_that_cannot_run_fails_start_with_a_clear_error():
+    from pvagpu.errors import ConfigurationError
+    p, _ = _fake_gpu_processor()
+
+    def broken():
+        raise RuntimeError("NVVM not found")
+    p._device.decoder.warm_up = broken
+    with pytest.raises(ConfigurationError, match="bit-unshuffle kernel does not run on cupy "
+                                                 "on GPU 0.*NVVM not found.*--gpu none"):
+        p.start()

@@ -52,7 +52,7 @@ import numpy as np
 from p4p import Type, Value
 
 from .. import codecs, ntnda
-from ..errors import FrameError, RingOverrunError
+from ..errors import ConfigurationError, FrameError, RingOverrunError
 from ..hpc.ad_image_processor import AdImageProcessor
 from .backend import Backend, numpy_backend, select_backend
 from .staging import DEFAULT_SLOTS, DEFAULT_STREAMS, SlotRing
@@ -253,8 +253,14 @@ class GpuAdImageProcessor(AdImageProcessor):
         if self.backend is None:
             self.setBackend(select_backend(self.gpuSpec))
         if self._device is not None:
-            with self._on_device():
-                self._device.decoder.warm_up()
+            try:
+                with self._on_device():
+                    self._device.decoder.warm_up()
+            except Exception as exc:  # noqa: BLE001 - any compile or launch failure
+                raise ConfigurationError(
+                    f"the bit-unshuffle kernel does not run on {self.backend.describe()} "
+                    f"({type(exc).__name__}: {exc}); check the numba-cuda install, or run "
+                    f"with --gpu none") from exc
 
     def stop(self):
         self.flush(wait=True)
