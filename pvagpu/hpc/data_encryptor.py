@@ -117,8 +117,9 @@ class DataEncryptor(UserDataProcessor):
         envelope = self.encryptObject(pvObject)
         self.processingTime += time.perf_counter() - t0
         self.nEncrypted += 1
-        self.nBytesIn += envelope["ciphertext"].nbytes - crypto.TAG_BYTES
-        self.nBytesOut += envelope["ciphertext"].nbytes
+        n = envelope["ciphertext"].nbytes
+        self.nBytesIn += n - crypto.TAG_BYTES
+        self.nBytesOut += n
         self.updateOutputChannel(envelope)
         return envelope
 
