@@ -319,7 +319,8 @@ def _enc_typed(spec, x, sv_of, blobs: _Blobs):
         return _encoder_for(spec)(x, sv_of, blobs)
     if spec[0] == "aS":
         enc = _encoder_for(spec)
-        return [None if e is None else enc(e, lambda k=k: sv_of()[k], blobs)
+        element = _elements_of(sv_of)
+        return [None if e is None else enc(e, lambda k=k: element(k), blobs)
                 for k, e in enumerate(x or [])]
     raise FrameError(f"unsupported variant/union member type {spec[0]!r}")
 
@@ -351,9 +352,23 @@ def _step_flat_struct(x, n_fields, sv_of, blobs):
     return [v for _, v in x]
 
 
+def _elements_of(sv_of, name=None):
+    """``k -> the p4p Value of element k`` of structure array ``name`` of
+    ``sv_of()`` (or of ``sv_of()`` itself), fetching the array once, when
+    first needed (each fetch wraps every element)."""
+    fetched = []
+
+    def element(k):
+        if not fetched:
+            fetched.append(sv_of() if name is None else sv_of()[name])
+        return fetched[0][k]
+    return element
+
+
 def _step_structs(x, arg, sv_of, blobs):
     name, enc = arg
-    return [None if e is None else enc(e, lambda k=k: sv_of()[name][k], blobs)
+    element = _elements_of(sv_of, name)
+    return [None if e is None else enc(e, lambda k=k: element(k), blobs)
             for k, e in enumerate(x or [])]
 
 
