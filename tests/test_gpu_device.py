@@ -188,3 +188,14 @@ def test_gpu_statistics(backend):
     assert stats["gpuBackend"] == "cupy" and stats["nDeviceDecodes"] == 5
     assert stats["bytesToDevice"] > 0 and stats["decodeTimeMs"] > 0
     assert stats["ringSlots"] == 4
+
+
+def test_start_compiles_the_unshuffle_kernel_for_every_element_size(backend):
+    from pvagpu.kernels.bitunshuffle import bitunshuffle_kernel
+    p = _processor(backend)
+    p.start()
+    assert len(bitunshuffle_kernel.overloads) >= 4       # uint8/16/32/64 outputs
+    image = _image(np.uint32)
+    p.process(ntnda.value_from_image(image, 1, codec="bslz4"))
+    p.flush(wait=True)
+    assert np.array_equal(p.images[-1], image)
