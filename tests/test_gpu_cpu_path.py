@@ -943,3 +943,49 @@ def test_a_kernel_that_cannot_run_fails_start_with_a_clear_error():
     with pytest.raises(ConfigurationError, match="bit-unshuffle kernel does not run on cupy "
                                                  "on GPU 0.*NVVM not found.*--gpu none"):
         p.start()
+
+
+@pytest.mark.pva
+@pytest.mark.parametrize("example, cls, args, output_field", [
+    ("gpu_frame_stats.py", "GpuFrameStats", {"threshold": 10}, "mean"),
+    ("gpu_photon_counting.py", "GpuPhotonCounting", {"threshold": 5, "publishEvery": 4},
+     "value"),
+])
+def test_gpu_examples_run_through_pvagpu_consumer_on_a_cpu_only_machine(
+        processes, example, cls, args, output_field):
+    """What a user without a GPU types: pvagpu-sim-server, and
+    pvagpu-consumer with an example GPU processor (NumPy backend)."""
+    import json
+    import signal
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    sim = processes.start("pvagpu-sim-server", "-cn", "ex:image", "-nx", "64", "-ny", "48",
+                          "-dt", "uint16", "-dist", "poisson", "-cdc", "bslz4", "-fps", "50",
+                          "-nf", "10", "-rt", "2", "-std", "3", "-shd", "0", "-dc")
+    proc = processes.start("pvagpu-consumer", "-ic", "ex:image", "-sc", "_", "-oc", "_",
+                           "-pf", str(examples / example), "-pc", cls,
+                           "-pa", json.dumps({**args, "gpu": "none"}), "-dc")
+    ctx = Context("pva", nt=False)
+
+    def status(condition, message):
+        def check():
+            value = ctx.get("pvapy:consumer:1:status", timeout=1, throw=False)
+            return value if not isinstance(value, Exception) and condition(value) else None
+        return wait_for(check, timeout=60, message=message)
+    try:
+        status(lambda v: v["receiverStats.connected"], "consumer connected")
+        sim.communicate(timeout=60)                  # all frames published, server gone
+        final = status(lambda v: not v["receiverStats.connected"], "consumer saw the server go")
+        output = ctx.get("pvapy:consumer:1:output", timeout=10)
+    finally:
+        ctx.close()
+    p = final["processorStats"]
+    assert p["nProcessed"] >= 90 and p["nMissed"] == 0 and p["nErrors"] == 0
+    assert final["userStats.nFrames"] == p["nProcessed"]
+    assert final["userStats.gpuBackend"] == "numpy"
+    assert final["userStats.nGpuFrames"] == p["nProcessed"]
+    assert output_field in output
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
