@@ -960,9 +960,11 @@ def test_gpu_examples_run_through_pvagpu_consumer_on_a_cpu_only_machine(
     from pathlib import Path
 
     examples = Path(__file__).resolve().parents[1] / "examples"
+    # the server runs until the test stops it, so the consumer's start-up
+    # time (imports, on a busy machine) does not matter
     sim = processes.start("pvagpu-sim-server", "-cn", "ex:image", "-nx", "64", "-ny", "48",
                           "-dt", "uint16", "-dist", "poisson", "-cdc", "bslz4", "-fps", "50",
-                          "-nf", "10", "-rt", "2", "-std", "3", "-shd", "0", "-dc")
+                          "-nf", "10", "-rt", "300", "-std", "0", "-shd", "0", "-dc")
     proc = processes.start("pvagpu-consumer", "-ic", "ex:image", "-sc", "_", "-oc", "_",
                            "-pf", str(examples / example), "-pc", cls,
                            "-pa", json.dumps({**args, "gpu": "none"}), "-dc")
@@ -972,16 +974,17 @@ def test_gpu_examples_run_through_pvagpu_consumer_on_a_cpu_only_machine(
         def check():
             value = ctx.get("pvapy:consumer:1:status", timeout=1, throw=False)
             return value if not isinstance(value, Exception) and condition(value) else None
-        return wait_for(check, timeout=60, message=message)
+        return wait_for(check, timeout=90, message=message)
     try:
-        status(lambda v: v["receiverStats.connected"], "consumer connected")
-        sim.communicate(timeout=60)                  # all frames published, server gone
-        final = status(lambda v: not v["receiverStats.connected"], "consumer saw the server go")
+        status(lambda v: v["processorStats.nProcessed"] >= 60, "60 frames processed")
         output = ctx.get("pvapy:consumer:1:output", timeout=10)
+        sim.terminate()
+        sim.communicate(timeout=30)
+        final = status(lambda v: not v["receiverStats.connected"], "consumer saw the server go")
     finally:
         ctx.close()
     p = final["processorStats"]
-    assert p["nProcessed"] >= 90 and p["nMissed"] == 0 and p["nErrors"] == 0
+    assert p["nProcessed"] >= 60 and p["nMissed"] == 0 and p["nErrors"] == 0
     assert final["userStats.nFrames"] == p["nProcessed"]
     assert final["userStats.gpuBackend"] == "numpy"
     assert final["userStats.nGpuFrames"] == p["nProcessed"]
