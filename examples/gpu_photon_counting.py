@@ -7,7 +7,10 @@ Pixels above ``threshold`` (after subtracting ``background``) count as one
 photon; the running count image (uint32) stays on the device and is
 published as an NTNDArray every ``publishEvery`` frames (it comes back
 through an asynchronous copy into pinned memory). The control channel's
-``configure`` with ``{"reset": true}`` starts a new sum.
+``configure`` with ``{"reset": true}`` starts a new sum: the next frame
+zeroes the sum in place, on the frame path. (Replacing or freeing a device
+array from the control thread could free memory that earlier frames'
+kernels, queued on other CUDA streams, still read.)
 """
 from pvagpu import pva
 from pvagpu.gpu import GpuAdImageProcessor
@@ -21,6 +24,7 @@ class GpuPhotonCounting(GpuAdImageProcessor):
         self.background = float(configDict.get('background', 0))
         self.publishEvery = max(1, int(configDict.get('publishEvery', 1)))
         self.sumImage = None
+        self.resetRequested = False
         self.resetStats()
 
     def configure(self, configDict):
@@ -31,7 +35,7 @@ class GpuPhotonCounting(GpuAdImageProcessor):
         if 'publishEvery' in configDict:
             self.publishEvery = max(1, int(configDict['publishEvery']))
         if configDict.get('reset'):
-            self.sumImage = None
+            self.resetRequested = True           # done by the next frame
 
     def resetStats(self):
         self.nFrames = 0
@@ -45,6 +49,10 @@ class GpuPhotonCounting(GpuAdImageProcessor):
         hits = (image.astype(xp.float32) - self.background) > self.threshold
         if self.sumImage is None or self.sumImage.shape != hits.shape:
             self.sumImage = xp.zeros(hits.shape, dtype=xp.uint32)
+            self.resetRequested = False
+        elif self.resetRequested:
+            self.resetRequested = False
+            self.sumImage.fill(0)
         self.sumImage += hits
         self.nPhotons += int(xp.count_nonzero(hits))
         self.nFrames += 1

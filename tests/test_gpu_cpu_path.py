@@ -992,3 +992,26 @@ def test_gpu_examples_run_through_pvagpu_consumer_on_a_cpu_only_machine(
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
+
+
+def test_photon_counting_reset_zeroes_the_sum_in_place_on_the_frame_path():
+    """configure({"reset": true}) (the control thread) only asks; the next
+    frame zeroes the same array, so no device memory is freed under
+    kernels of earlier frames."""
+    cls = _example("gpu_photon_counting.py", "GpuPhotonCounting")
+    p = cls({"threshold": 5, "publishEvery": 1, "gpu": "none"})
+    p.dataPublisher = Recorder()
+    p.start()
+    frames = [RNG.poisson(4, IMAGE16.shape).astype(np.uint16) for _ in range(5)]
+    for i, image in enumerate(frames[:3], 1):
+        p.process(ntnda.value_from_image(image, i))
+    total = p.sumImage
+    p.configure({"reset": True})
+    assert p.sumImage is total and p.resetRequested
+    for i, image in enumerate(frames[3:], 4):
+        p.process(ntnda.value_from_image(image, i))
+    p.flush(wait=True)
+    assert p.sumImage is total and not p.resetRequested
+    expect = sum((f.astype(np.float32) > 5).astype(np.uint32) for f in frames[3:])
+    last = ntnda.frame_from_value(p.dataPublisher.values[-1]).image
+    assert np.array_equal(last, expect) and np.array_equal(total, expect)
