@@ -453,8 +453,11 @@ class GpuAdImageProcessor(AdImageProcessor):
                          ringOccupancy=0, nRingOverruns=0, nDeviceDecodes=0, nHostDecodes=0)
         else:
             # times are collected by the processing thread (flush); this may run
-            # in the status thread, so it only reads
-            ring = d.ring.stats()
+            # in the status thread, so it only reads, with the backend's device
+            # current (a CUDA call from a thread without one would create a
+            # context on GPU 0)
+            with self._on_device():
+                ring = d.ring.stats()
             per = max(d.n_timed, 1)
             stats.update(bytesToDevice=ring["bytesToDevice"], decodeTimeMs=d.decode_ms / per,
                          kernelTimeMs=d.kernel_ms / per, ringSlots=ring["ringSlots"],
