@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 from . import codecs
-from .errors import ConfigurationError
+from .errors import BatchFramesError, ConfigurationError
 from .hpc import UserDataProcessor
 from .pva.control import (CONFIGURE, GET_STATS, RESET_STATS, STOP, SUCCESS, ControlChannel)
 from .pva.publisher import LocalServer, Publisher
@@ -664,6 +664,10 @@ class Consumer:
                     try:
                         batch_method([value for _, value in batch])
                         c.n_processed += len(batch)
+                    except BatchFramesError as exc:   # some frames failed, the rest done
+                        c.n_processed += exc.n_processed
+                        for oid, err in exc.failures:
+                            self._frame_failed(oid, err)
                     except Exception as exc:
                         for _ in batch:
                             c.count_error(exc)

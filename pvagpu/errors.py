@@ -43,3 +43,19 @@ class OutputFileError(PvagpuError, OSError):
 class RingOverrunError(PvagpuError):
     """A GPU processor's pinned staging ring had no free slot: the frame was
     dropped (counted by the consumer as an error, and in nRingOverruns)."""
+
+
+class BatchFramesError(PvagpuError):
+    """Some frames of a batch could not be processed, the others were.
+
+    ``failures``: ``(objectId, exception)`` of each frame not processed;
+    ``n_processed``: how many frames of the batch were. The consumer counts
+    each failure as an error of its own kind and the rest as processed, so
+    one corrupt frame does not cost the frames around it."""
+
+    def __init__(self, failures, n_processed: int):
+        self.failures = list(failures)
+        self.n_processed = int(n_processed)
+        first = self.failures[0][1] if self.failures else None
+        super().__init__(f"{len(self.failures)} frame(s) of a batch not processed (first: "
+                         f"{type(first).__name__}: {first}); {self.n_processed} processed")

@@ -316,6 +316,33 @@ def test_accumulated_frames_go_to_processBatch(source):
     assert stats["processorStats"]["nProcessed"] == 10
 
 
+class PartlyFailing(UserDataProcessor):
+    """processBatch fails the frames with even ids, as a GPU processor does
+    for corrupt frames of a batch."""
+
+    def processBatch(self, values):
+        from pvagpu.errors import BatchFramesError, FrameError
+        bad = [(v["uniqueId"], FrameError(f"frame {v['uniqueId']} is bad"))
+               for v in values if v["uniqueId"] % 2 == 0]
+        if bad:
+            raise BatchFramesError(bad, len(values) - len(bad))
+
+
+@pytest.mark.pva
+def test_frames_failed_inside_a_batch_are_counted_one_by_one(source):
+    with Consumer(source.name, PartlyFailing(), accumulate_objects=4, accumulation_timeout=0.3,
+                  server_queue_size=64) as consumer:
+        connected(consumer)
+        for uid in range(1, 11):
+            source.post(uid)
+        wait_for(lambda: consumer.stats()["processorStats"]["nProcessed"]
+                 + consumer.stats()["processorStats"]["nErrors"] >= 10, timeout=20,
+                 message="10 frames processed or failed")
+        p = consumer.stats()["processorStats"]
+    assert (p["nProcessed"], p["nErrors"], p["nMissed"]) == (5, 5, 0)
+    assert consumer.counters.n_frame_errors == 5
+
+
 # ---------------------------------------------------------------------------
 # status and control channels
 # ---------------------------------------------------------------------------

@@ -335,6 +335,24 @@ def test_dict_results_are_published_as_a_structure_and_stats_merge():
     assert p.getStats()["nGpuFrames"] == 0
 
 
+def test_a_corrupt_frame_costs_a_batch_only_itself():
+    """processBatch: the frames around a corrupt one are processed and
+    published; BatchFramesError names the corrupt one (and the count)."""
+    from pvagpu.errors import BatchFramesError
+    p = _started(Batched)
+    values = [ntnda.value_from_image(IMAGE16 + i, i, codec="bslz4") for i in range(1, 6)]
+    payload = np.array(values[2]["value"])
+    payload[4:40] = 0xFF
+    values[2]["value"] = ("ubyteValue", payload)
+    with pytest.raises(BatchFramesError) as err:
+        p.processBatch(values)
+    assert err.value.n_processed == 4 and [oid for oid, _ in err.value.failures] == [3]
+    assert isinstance(err.value.failures[0][1], CorruptPayloadError)
+    assert [b.unique_ids for b in p.batches] == [[1, 2, 4, 5]]
+    assert [v["sum"] for v in p.dataPublisher.values] == [
+        float((IMAGE16 + i).sum()) for i in (1, 2, 4, 5)]
+
+
 def test_corrupt_frames_raise_and_do_not_poison_the_next():
     p = _started(Echo)
     value = ntnda.value_from_image(IMAGE16, 1, codec="bslz4")

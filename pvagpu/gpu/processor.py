@@ -52,7 +52,8 @@ import numpy as np
 from p4p import Type, Value
 
 from .. import codecs, ntnda
-from ..errors import ConfigurationError, FrameError, RingOverrunError
+from ..errors import (BatchFramesError, CodecError, ConfigurationError, FrameError,
+                      RingOverrunError)
 from ..hpc.ad_image_processor import AdImageProcessor
 from .backend import Backend, numpy_backend, select_backend
 from .staging import DEFAULT_SLOTS, DEFAULT_STREAMS, SlotRing
@@ -318,16 +319,25 @@ class GpuAdImageProcessor(AdImageProcessor):
             self._device.end_user_work(stream)
         return pvObject
 
-    def _batch_frames(self, pvObjects):
+    def _batch_frames(self, pvObjects, failures: list):
         """Decode ``pvObjects`` and group consecutive frames of one shape and
-        dtype into FrameBatches."""
+        dtype into FrameBatches. A frame that cannot be decoded, or finds the
+        staging ring full, is left out and added to ``failures`` as
+        ``(uniqueId, exception)``."""
         xp = self.xp
         groups, current, key, streams = [], [], None, []
         for value in pvObjects:
             if len(value["dimension"]) == 0:
                 continue
-            frame, timing = self.decodeFrame(value)
+            try:
+                frame, timing = self.decodeFrame(value)
+            except (FrameError, CodecError) as exc:
+                failures.append((_unique_id(value), exc))
+                continue
             if frame is None:
+                failures.append((_unique_id(value), RingOverrunError(
+                    f"frame {_unique_id(value)} of a batch dropped: all {self.gpuSlots} "
+                    f"staging slots were still copying")))
                 continue
             if timing is not None:
                 streams.append(timing)
@@ -469,6 +479,13 @@ class GpuAdImageProcessor(AdImageProcessor):
         return dict(GPU_STATS_TYPES)
 
 
+def _unique_id(value):
+    try:
+        return int(value["uniqueId"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _scalar(v):
     if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
         v = v.item()            # a 0-d device array: one small synchronizing copy
@@ -498,11 +515,12 @@ def _wrap_batch(user_method):
 
 def _process_batches(self, user_method, objects):
     """Decode ``objects`` into FrameBatches, run ``user_method`` on each and
-    publish its results; RingOverrunError afterwards if frames were dropped."""
+    publish its results. Frames that could not be decoded or staged are left
+    out of the batches; BatchFramesError afterwards names them (the consumer
+    counts each as an error, the others as processed)."""
     self.flush()
-    dropped = self._device.ring.n_overruns if self._device is not None else 0
-    results = []
-    batches = self._batch_frames(objects)
+    results, failures = [], []
+    batches = self._batch_frames(objects, failures)
     stream = self.xp.cuda.get_current_stream() if self._device is not None else None
     if stream is not None:
         # in order after the user work of earlier frames (see begin_user_work)
@@ -520,10 +538,8 @@ def _process_batches(self, user_method, objects):
     finally:
         if stream is not None:
             self._device.end_user_work(stream)
-    if self._device is not None and self._device.ring.n_overruns > dropped:
-        raise RingOverrunError(
-            f"{self._device.ring.n_overruns - dropped} frames of a batch of {len(objects)} "
-            f"dropped: all {self.gpuSlots} staging slots were still copying")
+    if failures:
+        raise BatchFramesError(failures, len(objects) - len(failures))
     return results
 
 
