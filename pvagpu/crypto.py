@@ -289,13 +289,11 @@ def _quick_code(x) -> Optional[str]:
 
 
 def _variant_spec(sv: Value, name: str):
-    """The type spec of what variant field ``name`` of ``sv`` holds."""
+    """The type spec of what variant field ``name`` of ``sv`` holds, when
+    its tolist() object does not tell (:func:`_quick_code`)."""
     val = sv[name]
     if isinstance(val, Value):
         return val.type().aspy()
-    code = _quick_code(val)
-    if code is not None:
-        return code
     if isinstance(val, list) and all(isinstance(x, str) for x in val):
         return "as"
     code = _CTYPE_CODE.get(dict(_VARIANT_LINE.findall(sv.tostr())).get(name, ""))
@@ -316,9 +314,9 @@ def _enc_typed(spec, x, sv_of, blobs: _Blobs):
             return blobs.add(np.asarray(x, _ARRAY_DTYPE[spec]))
         raise FrameError(f"unsupported variant/union member type {spec!r}")
     if spec[0] == "S":
-        return _encoder_for(spec)(x, sv_of, blobs)
+        return _type_plan(spec)[1](x, sv_of, blobs)
     if spec[0] == "aS":
-        enc = _encoder_for(spec)
+        enc = _type_plan(spec)[1]
         element = _elements_of(sv_of)
         return [None if e is None else enc(e, lambda k=k: element(k), blobs)
                 for k, e in enumerate(x or [])]
@@ -467,53 +465,36 @@ def _struct_encoder(fields):
     return encode
 
 
-_ENCODER_CACHE_SIZE = 32
-_encoders: "OrderedDict[bytes, object]" = OrderedDict()
-_encoders_lock = threading.Lock()
+_PLAN_CACHE_SIZE = 8
+_plan_cache: "OrderedDict[Optional[str], list]" = OrderedDict()
+_plan_cache_lock = threading.Lock()
 
 
-def _encoder_for(spec, type_json: Optional[bytes] = None):
-    """The (remembered) encoder of structure type ``spec``."""
-    if type_json is None:
-        type_json = _type_json(spec)
-    enc = _encoders.get(type_json)
-    if enc is None:
-        enc = _struct_encoder(spec[2])
-        with _encoders_lock:
-            _encoders[type_json] = enc
-            while len(_encoders) > _ENCODER_CACHE_SIZE:
-                _encoders.popitem(last=False)
-    return enc
-
-
-_SPEC_CACHE_SIZE = 8
-_spec_cache: "OrderedDict[Optional[str], list]" = OrderedDict()
-_spec_cache_lock = threading.Lock()
-
-
-def _type_json(spec) -> bytes:
-    """The JSON type description of ``spec`` (an aspy() form).
+def _type_plan(spec) -> tuple:
+    """``(JSON type description, encoder)`` of structure type ``spec`` (an
+    aspy() form; the encoder from :func:`_struct_encoder`).
 
     A pure function of ``spec``, remembered for the last few distinct specs:
     a hit needs ``spec`` to be *equal* (the whole nested type, compared
     field by field) to the remembered one, so nothing but the type's own
-    description is ever reused. Entries are grouped by the top-level type ID
-    only to keep the comparisons few."""
-    with _spec_cache_lock:
-        bucket = _spec_cache.get(spec[1])
+    description and plan is ever reused. Entries are grouped by the
+    top-level type ID only to keep the comparisons few."""
+    with _plan_cache_lock:
+        bucket = _plan_cache.get(spec[1])
         if bucket is not None:
-            for cached_spec, cached_json in bucket:
+            for cached_spec, plan in bucket:
                 if cached_spec == spec:
-                    return cached_json
-    type_json = json.dumps(_json_spec(spec), separators=(",", ":")).encode()
-    with _spec_cache_lock:
-        bucket = _spec_cache.setdefault(spec[1], [])
-        _spec_cache.move_to_end(spec[1])
-        bucket.insert(0, (spec, type_json))
-        del bucket[_SPEC_CACHE_SIZE:]
-        while len(_spec_cache) > _SPEC_CACHE_SIZE:
-            _spec_cache.popitem(last=False)
-    return type_json
+                    return plan
+    plan = (json.dumps(_json_spec(spec), separators=(",", ":")).encode(),
+            _struct_encoder(spec[2]))
+    with _plan_cache_lock:
+        bucket = _plan_cache.setdefault(spec[1], [])
+        _plan_cache.move_to_end(spec[1])
+        bucket.insert(0, (spec, plan))
+        del bucket[_PLAN_CACHE_SIZE:]
+        while len(_plan_cache) > _PLAN_CACHE_SIZE:
+            _plan_cache.popitem(last=False)
+    return plan
 
 
 _TREE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -529,15 +510,14 @@ def serialize_value(value: Value, items: Optional[list] = None):
     """``value`` as a list of buffers whose concatenation is the plaintext
     (header + JSON + raw array bytes, 8-byte aligned). No copy of arrays.
     The JSON type description and the encoding plan are remembered per
-    type (:func:`_type_json`, :func:`_encoder_for`); the fields are encoded
-    anew for every value. ``items``: ``value.tolist()``, if the caller has
-    it already."""
+    type (:func:`_type_plan`); the fields are encoded anew for every value.
+    ``items``: ``value.tolist()``, if the caller has it already."""
     spec = value.type().aspy()
-    type_json = _type_json(spec)
+    type_json, encode = _type_plan(spec)
     blobs = _Blobs()
     if items is None:
         items = value.tolist()
-    tree = _encoder_for(spec, type_json)(items, lambda: value, blobs)
+    tree = encode(items, lambda: value, blobs)
     tree_json = _TREE_JSON.encode(tree).encode()
     arrays = [_as_bytes(a) for a in blobs.arrays]
     lengths = struct.pack(f"<{len(arrays)}Q", *(a.nbytes for a in arrays))
@@ -845,15 +825,9 @@ def signed_message(aad: bytes, nonce: bytes, ciphertext) -> bytes:
     return b"pvagpu-sig\x00" + _lp(aad) + _lp(bytes(nonce)) + hashlib.sha256(ciphertext).digest()
 
 
-def _stamp(value: Value, name: str) -> tuple:
-    if name not in value:
-        return (0, 0, 0)
-    s = value[name]
-    return (int(s["secondsPastEpoch"]), int(s["nanoseconds"]), int(s["userTag"]))
-
-
 def _stamp_of_items(fields: dict, name: str) -> tuple:
-    """:func:`_stamp` from ``dict(value.tolist())``."""
+    """(seconds, nanoseconds, userTag) of time_t field ``name`` of
+    ``dict(value.tolist())``; zeros if there is none."""
     s = fields.get(name)
     if s is None:
         return (0, 0, 0)
@@ -944,7 +918,6 @@ class EnvelopeSealer:
         self.n_rotations = 0
         self._epoch = None
         self._buf = np.empty(0, np.uint8)
-        self._aad_heads = {}
 
     def rotate(self) -> None:
         """Start a new key epoch now (one RSA-OAEP wrap)."""
@@ -976,16 +949,11 @@ class EnvelopeSealer:
         ts = _stamp_of_items(fields, "timeStamp")
         dts = _stamp_of_items(fields, "dataTimeStamp")
         channel = channel or ""
-        head = self._aad_heads.get(channel)
-        if head is None:
-            if len(self._aad_heads) > 64:
-                self._aad_heads.clear()
-            head = self._aad_heads[channel] = _aad_head(ENVELOPE_VERSION, self.structure_id,
-                                                        channel)
         if epoch.aad_tail is None:
             epoch.aad_tail = _aad_tail(self.recipient_fp, self.signer_fp, self.sig_alg,
                                        epoch.key_id, epoch.wrapped)
-        aad = b"".join((head, _aad_frame(oid, ts, dts, epoch.counter, dtype, dims, codec),
+        aad = b"".join((_aad_head(ENVELOPE_VERSION, self.structure_id, channel),
+                        _aad_frame(oid, ts, dts, epoch.counter, dtype, dims, codec),
                         epoch.aad_tail))
         nonce = os.urandom(NONCE_BYTES)
         if self._buf.nbytes < size + TAG_BYTES + 16:
@@ -1005,8 +973,8 @@ class EnvelopeSealer:
                                       np.uint8)
         return Value(self.type, {
             "version": ENVELOPE_VERSION, "channel": channel, "uniqueId": oid,
-            "timeStamp": dict(zip(_STAMP_FIELDS, ts)),
-            "dataTimeStamp": dict(zip(_STAMP_FIELDS, dts)),
+            "timeStamp": ntnda.TimeStamp(*ts)._asdict(),
+            "dataTimeStamp": ntnda.TimeStamp(*dts)._asdict(),
             "dtype": dtype, "dims": dims, "codec": codec,
             "recipient": self.recipient_fp, "signer": self.signer_fp,
             "signatureAlgorithm": self.sig_alg,
@@ -1019,7 +987,6 @@ class EnvelopeSealer:
 
 _EMPTY_U8 = np.empty(0, np.uint8)
 _EMPTY_U8.flags.writeable = False
-_STAMP_FIELDS = ntnda.TimeStamp._fields
 
 
 def _u8(arr, name: str) -> np.ndarray:
