@@ -299,9 +299,7 @@ class GpuAdImageProcessor(AdImageProcessor):
         self.flush()
         frame, timing = self.decodeFrame(pvObject)
         if frame is None:
-            raise RingOverrunError(
-                f"frame {int(pvObject['uniqueId'])} dropped: all {self.gpuSlots} staging slots "
-                f"are still copying (raise gpuSlots, or process faster)")
+            raise self._overrun(pvObject)
         stream = timing[0] if timing else None
         if stream is None:
             result = self.processFrame(frame)
@@ -319,6 +317,12 @@ class GpuAdImageProcessor(AdImageProcessor):
             self._device.end_user_work(stream)
         return pvObject
 
+    def _overrun(self, pvObject) -> RingOverrunError:
+        """The error for a frame the staging ring had no free slot for."""
+        return RingOverrunError(
+            f"frame {_unique_id(pvObject)} dropped: all {self.gpuSlots} staging slots are "
+            f"still copying (raise gpuSlots, or process faster)")
+
     def _batch_frames(self, pvObjects, failures: list):
         """Decode ``pvObjects`` and group consecutive frames of one shape and
         dtype into FrameBatches. A frame that cannot be decoded, or finds the
@@ -335,9 +339,7 @@ class GpuAdImageProcessor(AdImageProcessor):
                 failures.append((_unique_id(value), exc))
                 continue
             if frame is None:
-                failures.append((_unique_id(value), RingOverrunError(
-                    f"frame {_unique_id(value)} of a batch dropped: all {self.gpuSlots} "
-                    f"staging slots were still copying")))
+                failures.append((_unique_id(value), self._overrun(value)))
                 continue
             if timing is not None:
                 streams.append(timing)
