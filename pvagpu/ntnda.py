@@ -18,6 +18,16 @@ out a read-only view of the received buffer; colour modes RGB2/RGB3 are
 transposed views). Building a ``Value`` copies once, inside p4p, because
 pvData owns its arrays; RGB2/RGB3 frames are made contiguous in AD order
 first (a second copy, unavoidable for a planar/row-interleaved layout).
+
+Why one module of about 500 lines: it is one concept, the NTNDArray wire
+format as numpy sees it, and its parts are each other's vocabulary: the
+scalar table picks the union member and ``codec.parameters`` in both
+directions, the colour modes decide the shapes in both directions, and the
+time stamp is the same type on both sides. Every name here is used as
+``ntnda.X`` across the package (hpc, gpu, analytics, crypto, pva), so a split
+would need re-exports, i.e. two names per fact. It reads top to bottom in
+four sections: the scalar-type table; colour modes, the NTNDArray type and
+time stamps; reading a Value; building a Value.
 """
 from __future__ import annotations
 
@@ -33,6 +43,10 @@ from p4p.nt import NTNDArray
 from . import codecs
 from .errors import CorruptPayloadError, FrameError
 
+
+# --------------------------------------------------------------------------
+# The scalar-type table
+# --------------------------------------------------------------------------
 
 class PvType(enum.IntEnum):
     """pvData ScalarType numbers. pvapy exposes the same numbers as
@@ -59,10 +73,16 @@ class ScalarInfo:
     union_key: Optional[str]   # member of the NTNDArray value union
     dtype: Optional[np.dtype]  # numpy dtype of that member
     p4p_code: str              # p4p type code of a scalar field of this type
+    #: (min, max) of an integer type (from numpy's iinfo of ``dtype``); None for others
+    int_range: Optional[tuple] = None
 
 
 def _row(pv_type, union_key, dtype, p4p_code):
-    return ScalarInfo(pv_type, union_key, None if dtype is None else np.dtype(dtype), p4p_code)
+    dtype = None if dtype is None else np.dtype(dtype)
+    int_range = None
+    if dtype is not None and dtype.kind in "iu":
+        int_range = (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    return ScalarInfo(pv_type, union_key, dtype, p4p_code, int_range)
 
 
 #: THE table: pvData scalar type <-> union member <-> numpy dtype <-> p4p code.
@@ -84,6 +104,7 @@ SCALAR_TYPES = (
 _BY_PV_TYPE = {row.pv_type: row for row in SCALAR_TYPES}
 _BY_UNION_KEY = {row.union_key: row for row in SCALAR_TYPES if row.union_key}
 _BY_DTYPE = {row.dtype: row for row in SCALAR_TYPES if row.dtype is not None}
+_BY_P4P_CODE = {row.p4p_code: row for row in SCALAR_TYPES}
 
 
 def info_for_dtype(dtype) -> ScalarInfo:
@@ -116,18 +137,28 @@ def info_for_pv_type(number: int) -> ScalarInfo:
     return row
 
 
+def info_for_p4p_code(code: str) -> ScalarInfo:
+    """Table row for a p4p scalar type code such as ``'I'``."""
+    try:
+        return _BY_P4P_CODE[code]
+    except (KeyError, TypeError):
+        raise FrameError(f"unknown p4p scalar type code {code!r}") from None
+
+
 def p4p_code(pva_type) -> str:
     """p4p type code for a pvapy-style type constant (``pva.UINT``) or a p4p
     code string (``'I'``), so getStatsPvaTypes() ported from pvapy works."""
     if isinstance(pva_type, str):
-        if pva_type not in {row.p4p_code for row in SCALAR_TYPES}:
-            raise FrameError(f"unknown p4p scalar type code {pva_type!r}")
-        return pva_type
+        return info_for_p4p_code(pva_type).p4p_code
     try:
         return _BY_PV_TYPE[PvType(int(pva_type))].p4p_code
     except (ValueError, TypeError):
         raise FrameError(f"{pva_type!r} is not a PVA scalar type") from None
 
+
+# --------------------------------------------------------------------------
+# Colour modes, the NTNDArray type, time stamps
+# --------------------------------------------------------------------------
 
 class ColorMode(enum.IntEnum):
     """areaDetector NDColorMode_t."""
@@ -178,6 +209,10 @@ class TimeStamp(NamedTuple):
 #: p4p type spec of an EPICS time_t (the fields of :class:`TimeStamp`)
 TIME_T = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
 
+
+# --------------------------------------------------------------------------
+# Reading a Value
+# --------------------------------------------------------------------------
 
 @dataclass
 class Frame:
@@ -333,6 +368,10 @@ def frame_from_value(value: Value) -> Frame:
     image, mode = image_from_pixels(flat, value)
     return frame_of(value, image, mode)
 
+
+# --------------------------------------------------------------------------
+# Building a Value
+# --------------------------------------------------------------------------
 
 def _ad_layout(image: np.ndarray, color_mode: ColorMode) -> np.ndarray:
     """``image`` ((ny, nx) or (ny, nx, 3)) as a C-contiguous array in AD order."""

@@ -10,8 +10,10 @@ another thread may be incrementing at that moment.
 
 :data:`STATS_TYPES` is THE table of the framework's statistics keys and
 their PVA types (p4p type codes): pvapy's keys first, in pvapy's order
-(INTEROP 3.5/3.6), then pvagpu's extra keys. The status channel builds its
-structure from it; nothing else restates it.
+(INTEROP 3.5/3.6), then pvagpu's extra keys; :data:`METADATA_STATS_TYPES`
+picks from it the keys of one metadata channel's statistics. The status
+channel (:mod:`pvagpu.pva.status`) builds its structure from them; nothing
+else restates them.
 
 Accounting (one frame is counted in exactly one place):
 
@@ -72,6 +74,18 @@ PVAPY_KEY_COUNT = {"receiverStats": 8, "publisherStats": 4, "queueStats": 4,
 
 #: Statistics groups in the order pvapy's status record has them.
 GROUPS = ("receiverStats", "publisherStats", "queueStats", "processorStats")
+
+_METADATA_RECEIVER_KEYS = ("nReceived", "receivedRate", "nRejected", "rejectedRate",
+                           "nOverruns", "overrunRate")
+
+#: The groups of one metadata channel's statistics (each ``metadata-<n>``
+#: entry of ``metadataStats``; pvapy's ``metadataStats_<n>``, INTEROP 3.6):
+#: a part of the same groups above, in their order and with their types.
+METADATA_STATS_TYPES = {
+    "receiverStats": tuple(item for item in STATS_TYPES["receiverStats"]
+                           if item[0] in _METADATA_RECEIVER_KEYS),
+    "queueStats": STATS_TYPES["queueStats"][:PVAPY_KEY_COUNT["queueStats"]],
+}
 
 class Counters:
     """Monotonic counters (the names in ``FIELDS``), each written by one
@@ -266,18 +280,20 @@ def build_stats(*, consumer_id: int, input_channel: str, receiver: ReceiverCount
 
 class ErrorLog:
     """Rate-limited log lines for counted errors: at most one line per
-    ``period`` seconds for each kind, saying how many were not logged;
-    logged at ``level`` (warning by default)."""
+    ``period`` seconds (of ``clock``) for each kind, saying how many were
+    not logged; logged at ``level`` (warning by default)."""
 
-    def __init__(self, logger, period: float = 5.0, level: int = logging.WARNING):
+    def __init__(self, logger, period: float = 5.0, level: int = logging.WARNING,
+                 clock=time.monotonic):
         self.logger = logger
         self.period = period
         self.level = level
+        self._clock = clock
         self._last = {}
         self._suppressed = {}
 
     def __call__(self, kind: str, message: str, *args) -> None:
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < self.period:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1

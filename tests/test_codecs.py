@@ -106,21 +106,21 @@ def bare_decode(name, payload, a):
 
 
 @pytest.fixture(params=[True, False], ids=["libz", "stdlib"])
-def zlib_path(request, monkeypatch):
-    """Run a zlib test through zlib's uncompress2 and through the stdlib module."""
+def zlib_path(request):
+    """Decode options that run a zlib test through zlib's uncompress2 and
+    through the stdlib module."""
     if request.param and not zlib_module._find_uncompress2():
         pytest.skip("no shared libz with uncompress2")
-    monkeypatch.setattr(zlib_module, "use_libz", request.param)
-    return request.param
+    return {"use_libz": request.param}
 
 
 @pytest.fixture(params=("lz4", "bslz4", "blosc", "zlib", "zlib/stdlib", "lz4hdf5", "jpeg"))
-def codec_name(request, monkeypatch):
-    """Every codec; zlib twice, through uncompress2 and through the stdlib module."""
+def codec_case(request):
+    """``(name, decode options)`` of every codec; zlib twice, through
+    uncompress2 and through the stdlib module."""
     if request.param == "zlib/stdlib":
-        monkeypatch.setattr(zlib_module, "use_libz", False)
-        return "zlib"
-    return request.param
+        return "zlib", {"use_libz": False}
+    return request.param, {}
 
 
 def check_result(out, a):
@@ -178,7 +178,7 @@ def test_encode_matches_library(name, dtype, kind):
 def test_zlib_both_paths(zlib_path):
     for level in (0, 1, 6, 9):
         a = make("poisson200", "uint16", (129, 257))
-        check_result(codecs.decode("zlib", ref_zlib(a, level), a.dtype, a.nbytes), a)
+        check_result(codecs.decode("zlib", ref_zlib(a, level), a.dtype, a.nbytes, **zlib_path), a)
         assert codecs.encode("zlib", a, level=level).tobytes() == ref_zlib(a, level)
 
 
@@ -413,12 +413,11 @@ def pil_jpeg(a, quality=90):
 @pytest.mark.parametrize("in_place", (True, False), ids=("in-place", "copied"))
 @pytest.mark.parametrize("dtype", ("uint8", "int8"))
 @pytest.mark.parametrize("shape", ((37, 53), (1, 1), (512, 640), (64, 48, 3), (37, 53, 3)))
-def test_jpeg(dtype, shape, in_place, monkeypatch):
-    monkeypatch.setattr(jpeg_module, "decode_in_place", in_place)
+def test_jpeg(dtype, shape, in_place):
     a = make("poisson200", "uint8", shape).view(dtype)
     ref = pil_jpeg(a)
     expected = np.asarray(Image.open(io.BytesIO(ref))).reshape(-1).view(dtype)
-    out = codecs.decode("jpeg", ref, a.dtype, a.nbytes)
+    out = codecs.decode("jpeg", ref, a.dtype, a.nbytes, in_place=in_place)
     assert out.dtype == a.dtype and out.flags.writeable and np.array_equal(out, expected)
     ours = codecs.encode("jpeg", a)
     assert ours.tobytes() == ref          # same library, same settings
@@ -475,40 +474,40 @@ def sample_payload(name, dtype="uint16", shape=(129, 257)):
     return a, np.frombuffer(bytes(REFERENCE[name](a)), np.uint8)
 
 
-def test_truncated(codec_name):
-    name = codec_name
+def test_truncated(codec_case):
+    name, options = codec_case
     a, payload = sample_payload(name)
     n = payload.size
     for cut in sorted({0, 1, 2, 4, 8, 11, 12, 15, 16, 17, n // 2, n - 4, n - 1} & set(range(n))):
         with pytest.raises(CorruptPayloadError):
-            codecs.decode(name, payload[:cut], a.dtype, a.nbytes)
+            codecs.decode(name, payload[:cut], a.dtype, a.nbytes, **options)
 
 
-def test_trailing_bytes(codec_name):
-    name = codec_name
+def test_trailing_bytes(codec_case):
+    name, options = codec_case
     a, payload = sample_payload(name)
     for extra in (b"\x00", b"\x17\x42\x99\x00"):
         with pytest.raises(CorruptPayloadError):
-            codecs.decode(name, payload.tobytes() + extra, a.dtype, a.nbytes)
+            codecs.decode(name, payload.tobytes() + extra, a.dtype, a.nbytes, **options)
 
 
-def test_wrong_uncompressed_size(codec_name):
-    name = codec_name
+def test_wrong_uncompressed_size(codec_case):
+    name, options = codec_case
     a, payload = sample_payload(name)
     step = a.itemsize
     for size in (a.nbytes - step, a.nbytes + step, a.nbytes * 2, a.nbytes // 2, 0):
         with pytest.raises(CorruptPayloadError):
-            codecs.decode(name, payload, a.dtype, size)
+            codecs.decode(name, payload, a.dtype, size, **options)
 
 
 #: codecs with a checksum: a changed payload must never decode to a different image
 CHECKSUMMED = ("zlib",)
 
 
-def test_random_corruption(codec_name):
+def test_random_corruption(codec_case):
     """Seeded byte flips / random bytes: CorruptPayloadError, or (codecs
     without a checksum) an image of the right size; never a crash."""
-    name = codec_name
+    name, options = codec_case
     rng = np.random.default_rng(sum(map(ord, name)))
     samples = [sample_payload(name)] if name == "jpeg" else \
         [sample_payload(name, dtype, shape) for dtype, shape in
@@ -524,7 +523,7 @@ def test_random_corruption(codec_name):
             else:
                 bad[i] = rng.integers(0, 256)
         try:
-            out = codecs.decode(name, bad, a.dtype, a.nbytes)
+            out = codecs.decode(name, bad, a.dtype, a.nbytes, **options)
         except CorruptPayloadError:
             outcomes["raised"] += 1
             continue
@@ -535,8 +534,8 @@ def test_random_corruption(codec_name):
     assert outcomes["raised"] > 0
 
 
-def test_library_errors_are_chained(codec_name):
-    name = codec_name
+def test_library_errors_are_chained(codec_case):
+    name, options = codec_case
     # bslz4: big enough that the first block is left to the library
     a, payload = sample_payload(name, shape=(512, 512) if name == "bslz4" else (129, 257))
     bad = payload.copy()
@@ -552,8 +551,9 @@ def test_library_errors_are_chained(codec_name):
     else:
         bad[10:20] ^= 0xFF
     with pytest.raises(CorruptPayloadError) as info:
-        codecs.decode(name, bad, a.dtype, a.nbytes)
-    if name != "zlib" or not zlib_module.use_libz:   # uncompress2: a C call, nothing to chain
+        codecs.decode(name, bad, a.dtype, a.nbytes, **options)
+    # libz's uncompress2 is a C call: nothing to chain
+    if name != "zlib" or not options.get("use_libz", True):
         assert info.value.__cause__ is not None
 
 
@@ -590,6 +590,6 @@ def test_blosc_encode_options():
 def test_zlib_longer_stream(zlib_path):
     a = make("poisson2", "uint16", (37, 53))
     with pytest.raises(CorruptPayloadError, match="more than uncompressedSize"):
-        codecs.decode("zlib", ref_zlib(a), a.dtype, a.nbytes - 2)
+        codecs.decode("zlib", ref_zlib(a), a.dtype, a.nbytes - 2, **zlib_path)
     with pytest.raises(CorruptPayloadError, match="trailing data"):
-        codecs.decode("zlib", ref_zlib(a) + ref_zlib(a), a.dtype, a.nbytes)
+        codecs.decode("zlib", ref_zlib(a) + ref_zlib(a), a.dtype, a.nbytes, **zlib_path)

@@ -20,8 +20,10 @@ from p4p.server.thread import SharedPV
 from conftest import loopback_env, process_env, wait_for
 from pvagpu.errors import ConfigurationError
 from pvagpu.ntnda import TIME_T
-from pvagpu.pva import metadata
-from pvagpu.pva.metadata import MetadataChannels, MetadataQueue, parse_spec, parse_specs
+from pvagpu.pva.metadata import MetadataChannels, parse_spec, parse_specs
+from pvagpu.pva.metadata_queue import DEFAULT_METADATA_QUEUE_SIZE, MetadataQueue
+from pvagpu.pva.publisher import LocalServer
+from pvagpu.pva.status import StatusChannel
 
 
 # --------------------------------------------------------------------------
@@ -59,7 +61,7 @@ def test_constructor_validates_lists():
         MetadataChannels(["pva://a", "pva://a"])
     mc = MetadataChannels("pva://a,pva://b", queue_size=0)
     assert mc.specs == ["pva://a", "pva://b"] and list(mc.queue_map) == ["a", "b"]
-    assert mc.queue_size == metadata.DEFAULT_QUEUE_SIZE   # 0 = default, never unbounded
+    assert mc.queue_size == DEFAULT_METADATA_QUEUE_SIZE   # 0 = default, never unbounded
     assert mc.stats()["metadata-2"]["channel"] == "b"
     mc.stop()   # stop without start is harmless
 
@@ -84,7 +86,7 @@ def test_queue_bounded_fifo_and_counters():
     assert [q.get(), q.get(timeout=1.0), q.get_nowait()] == [0, 1, 2]
     with pytest.raises(queue.Empty):
         q.get()
-    with pytest.raises(metadata.QueueEmpty):
+    with pytest.raises(queue.Empty):
         q.get(timeout=0.01)
     assert q.getCounters() == {"nReceived": 3, "nRejected": 2, "nDelivered": 3, "nQueued": 0}
     q.maxLength = 1
@@ -181,8 +183,13 @@ def test_full_queue_drops_and_counts(server):
         assert r["rejectedRate"] == 0.0
 
         # the status channel structure, filled with the real figures
-        status_type = Type([("consumerId", "I")] + mc.status_types())
-        status = Value(status_type, {"consumerId": 1, **mc.status_values()})
+        status_server = LocalServer("test-status")
+        try:
+            channel = StatusChannel(status_server, "test:status", 1, "det:image",
+                                    metadata_ids=[1])
+            status = channel.value_for({"consumerId": 1, "metadataStats": mc.stats()})
+        finally:
+            status_server.stop()
         assert status["metadataStats_1.producerId"] == 1
         assert status["metadataStats_1.channel"] == "md:scalar"
         assert status["metadataStats_1.receiverStats.nReceived"] == 11

@@ -1,4 +1,6 @@
 """NTNDArray <-> numpy: the scalar table, colour modes, codecs and metadata."""
+import queue
+
 import numpy as np
 import pytest
 from p4p import Type, Value
@@ -42,6 +44,30 @@ def test_pva_constants_module_mirrors_pvaccess():
     assert ntnda.p4p_code(pva.ULONG) == "L" and ntnda.p4p_code("d") == "d"
     with pytest.raises(FrameError):
         ntnda.p4p_code(99)
+
+
+def test_integer_ranges_come_from_the_table():
+    for row in ntnda.SCALAR_TYPES:
+        assert ntnda.info_for_p4p_code(row.p4p_code) is row
+        if row.dtype is not None and row.dtype.kind in "iu":
+            info = np.iinfo(row.dtype)
+            assert row.int_range == (info.min, info.max)
+        else:
+            assert row.int_range is None       # bool, floats, string
+    assert ntnda.info_for_p4p_code("I").int_range == (0, 2**32 - 1)
+    assert ntnda.info_for_p4p_code("b").int_range == (-128, 127)
+    with pytest.raises(FrameError, match="'Q'"):
+        ntnda.info_for_p4p_code("Q")
+
+
+def test_pva_constants_are_exactly_the_pv_type_members():
+    """pvagpu.pva names each PvType member explicitly: the same names, the
+    same objects, nothing missing and nothing extra."""
+    from pvagpu import pva
+    assert set(pva.__all__) == set(PvType.__members__) | {"QueueEmpty"}
+    for name, member in PvType.__members__.items():
+        assert getattr(pva, name) is member
+    assert pva.QueueEmpty is queue.Empty
 
 
 def test_lookups_reject_what_ntndarray_cannot_carry():

@@ -20,7 +20,8 @@ from pvagpu import ntnda
 from pvagpu.cli import sim_server as cli
 from pvagpu.errors import ConfigurationError, UnknownCodecError
 from pvagpu.ntnda import ColorMode
-from pvagpu.pva.sim_server import SimConfig, SimServer
+from pvagpu.pva.sim_config import SimConfig
+from pvagpu.pva.sim_server import SimServer
 
 CHANNEL = "test:sim:image"
 #: a deep client queue, so that a busy test machine does not squash updates

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args):
     """SimConfig for parsed arguments; ConfigurationError for unusable ones."""
     from ..errors import ConfigurationError
-    from ..pva.sim_server import SimConfig
+    from ..pva.sim_config import SimConfig
 
     options = {}
     if args.codec_options:

@@ -7,13 +7,15 @@ A codec is an object with a ``name`` and two methods:
     ``data`` is a C-contiguous numpy array of the uncompressed image; the
     result is the 1-D uint8 payload exactly as NDPluginCodec would publish it.
 
-``decode(payload, dtype, uncompressed_size) -> numpy.ndarray``
+``decode(payload, dtype, uncompressed_size, **options) -> numpy.ndarray``
     ``payload`` is a 1-D uint8 numpy array (a view of the received buffer);
     the result is a writable 1-D array of ``dtype`` holding
     ``uncompressed_size // dtype.itemsize`` elements. A payload that is
     truncated, corrupt or disagrees with ``uncompressed_size`` raises
     :class:`pvagpu.errors.CorruptPayloadError`; nothing ever returns a
-    wrong image.
+    wrong image. ``options`` are keyword arguments a codec may take to
+    choose between equivalent ways of decoding (zlib's ``use_libz``, jpeg's
+    ``in_place``); their defaults are what a stream uses.
 
 Adding a codec touches one file: a module in this package that defines the
 codec and is listed in ``_MODULES`` below.
@@ -75,13 +77,14 @@ def check_sizes(dtype, uncompressed_size: int) -> np.dtype:
     return dtype
 
 
-def decode(name: str, payload, dtype, uncompressed_size: int) -> np.ndarray:
-    """Decode ``payload`` with the codec called ``name``."""
+def decode(name: str, payload, dtype, uncompressed_size: int, **options) -> np.ndarray:
+    """Decode ``payload`` with the codec called ``name`` (``options``: the
+    codec's decode keyword arguments)."""
     codec = _REGISTRY.get(name) or get(name)
     if type(uncompressed_size) is not int:
         uncompressed_size = int(uncompressed_size)
     dtype = check_sizes(dtype, uncompressed_size)
-    out = codec.decode(as_bytes(payload), dtype, uncompressed_size)
+    out = codec.decode(as_bytes(payload), dtype, uncompressed_size, **options)
     # the codec interface's promise, checked here once for every codec
     if ((out.dtype is not dtype and out.dtype != dtype) or out.ndim != 1
             or out.nbytes != uncompressed_size or not out.flags.writeable):

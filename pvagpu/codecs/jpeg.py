@@ -10,7 +10,8 @@ Mono images are decoded straight into the result: the Pillow image's
 memory is mapped onto the output array before loading (Pillow's own
 ``frombuffer`` mechanism), which saves Pillow's ``tobytes`` and a copy,
 about a third of the decode time at 4096x4096. Should a Pillow version not
-decode into the mapped memory, that is noticed and the pixels are copied.
+decode into the mapped memory, that is noticed and the pixels are copied;
+``decode(..., in_place=False)`` always copies them.
 """
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ class JpegCodec:
             raise CodecError(f"{NAME}: Pillow cannot encode: {exc}") from exc
         return np.frombuffer(buf.getvalue(), dtype=np.uint8)
 
-    def decode(self, payload: np.ndarray, dtype: np.dtype, uncompressed_size: int) -> np.ndarray:
+    def decode(self, payload: np.ndarray, dtype: np.dtype, uncompressed_size: int, *,
+               in_place: bool = True) -> np.ndarray:
+        """``in_place=False``: copy the pixels out of Pillow even for a mono
+        image (the result is the same)."""
         _check_8bit(dtype, "decode to")
         # Pillow may be configured process-wide to accept truncated files;
         # a JPEG that does not end with its EOI marker is rejected here.
@@ -74,7 +78,7 @@ class JpegCodec:
                     f"{NAME}: image is {ny}x{nx}x{bands} = {nx * ny * bands} bytes, "
                     f"uncompressedSize is {uncompressed_size}")
             out = np.empty(uncompressed_size, dtype=np.uint8)
-            if not (bands == 1 and _load_into(image, out)):
+            if not (in_place and bands == 1 and _load_into(image, out)):
                 image.load()                      # (a no-op if _load_into loaded it)
                 out[:] = np.asarray(image).reshape(-1)
         except CodecError:
@@ -85,15 +89,9 @@ class JpegCodec:
         return out.view(dtype)
 
 
-#: set to False to always copy the pixels out of Pillow (tests use it)
-decode_in_place = True
-
-
 def _load_into(image, out: np.ndarray) -> bool:
     """Load a mono ``image`` with its pixel memory mapped onto ``out``;
     whether the pixels did land in ``out`` (else the caller copies them)."""
-    if not decode_in_place:
-        return False
     try:
         mapped = Image.core.map_buffer(out, image.size, "raw", 0, ("L", 0, 1))
     except (AttributeError, TypeError, ValueError):

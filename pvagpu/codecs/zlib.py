@@ -5,7 +5,8 @@ Decoding goes straight into the result array through zlib's own
 ``uncompress2`` (via ctypes, the same libz that Python's zlib module uses)
 where that library can be found: the stdlib module can only return a
 bytes object, and copying that into a writable array costs 10-15 % of the
-decode time. Elsewhere the stdlib module is used, with that copy.
+decode time. Elsewhere, or with ``decode(..., use_libz=False)``, the stdlib
+module is used, with that copy.
 """
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ NAME = "zlib"
 
 _Z_OK, _Z_MEM_ERROR, _Z_BUF_ERROR = 0, -4, -5
 
-#: set to False to force the stdlib path (tests use it)
-use_libz = True
 _uncompress2 = None
 
 
@@ -44,10 +43,11 @@ def _find_uncompress2():
 
 
 def _libz():
+    """zlib's ``uncompress2`` (looked up once), or False where there is none."""
     global _uncompress2
     if _uncompress2 is None:
         _uncompress2 = _find_uncompress2() or False
-    return _uncompress2 if use_libz else False
+    return _uncompress2
 
 
 class ZlibCodec:
@@ -58,8 +58,11 @@ class ZlibCodec:
             raise CodecError(f"{NAME}: level must be 0..9 (or -1 for the default), got {level}")
         return np.frombuffer(_zlib.compress(byte_view(NAME, data), int(level)), dtype=np.uint8)
 
-    def decode(self, payload: np.ndarray, dtype: np.dtype, uncompressed_size: int) -> np.ndarray:
-        uncompress2 = _libz()
+    def decode(self, payload: np.ndarray, dtype: np.dtype, uncompressed_size: int, *,
+               use_libz: bool = True) -> np.ndarray:
+        """``use_libz=False``: the stdlib module even where libz's
+        ``uncompress2`` is there (both paths give the same result)."""
+        uncompress2 = _libz() if use_libz else False
         if uncompress2:
             return self._decode_libz(uncompress2, payload, dtype, uncompressed_size)
         return self._decode_stdlib(payload, dtype, uncompressed_size)

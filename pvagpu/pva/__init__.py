@@ -1,20 +1,31 @@
 """PV Access: type constants here; p4p I/O (receiver, publisher, status and
-control channels) in the submodules.
+control channels, metadata channels, the simulated detector) in the submodules.
 
 The constants ``BOOLEAN``, ``BYTE``, ``UBYTE``, ... ``DOUBLE``, ``STRING`` have
 the values of pvapy's ``pvaccess`` constants, so a processor ported from pvapy
 keeps its ``getStatsPvaTypes()`` unchanged after replacing
-``import pvaccess as pva`` with ``from pvagpu import pva``.
+``import pvaccess as pva`` with ``from pvagpu import pva``. They are the
+members of :class:`pvagpu.ntnda.PvType` (THE table of scalar types), named
+here one by one so that readers and editors see them.
 """
+# pvapy processors catch ``pva.QueueEmpty`` around metadataQueueMap[...].get();
+# pvagpu's metadata queues raise queue.Empty, exported here under that name.
+from queue import Empty as QueueEmpty
+
 from ..ntnda import PvType
 
-# One constant per pvData scalar type, taken from the table in pvagpu.ntnda.
-globals().update(PvType.__members__)
+BOOLEAN = PvType.BOOLEAN
+BYTE = PvType.BYTE
+SHORT = PvType.SHORT
+INT = PvType.INT
+LONG = PvType.LONG
+UBYTE = PvType.UBYTE
+USHORT = PvType.USHORT
+UINT = PvType.UINT
+ULONG = PvType.ULONG
+FLOAT = PvType.FLOAT
+DOUBLE = PvType.DOUBLE
+STRING = PvType.STRING
 
-__all__ = list(PvType.__members__)
-
-# pvapy processors catch ``pva.QueueEmpty`` around metadataQueueMap[...].get();
-# pvagpu's metadata queues raise queue.Empty, exported under the same name.
-from queue import Empty as QueueEmpty  # noqa: E402,F401  (re-exported)
-
-__all__.append("QueueEmpty")
+__all__ = ["BOOLEAN", "BYTE", "SHORT", "INT", "LONG", "UBYTE", "USHORT", "UINT", "ULONG",
+           "FLOAT", "DOUBLE", "STRING", "QueueEmpty"]

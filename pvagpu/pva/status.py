@@ -10,6 +10,13 @@ pvagpu's extra fields (see :data:`pvagpu.stats.STATS_TYPES`) follow pvapy's
 inside each group, so a client written for pvapy's record reads the same
 fields by the same names.
 
+This module is the one place that lays out the record: the field types come
+from :mod:`pvagpu.stats` (:data:`~pvagpu.stats.STATS_TYPES`,
+:data:`~pvagpu.stats.METADATA_STATS_TYPES`), the values from the statistics
+dictionary of :func:`pvagpu.stats.build_stats`, converted to their fields'
+types by :func:`fill` (integers clamped to the range that
+:data:`pvagpu.ntnda.SCALAR_TYPES` gives their type).
+
 Unlike pvapy 5.6, ``metadataStats_<n>`` carries the channel's real counts.
 """
 from __future__ import annotations
@@ -20,9 +27,8 @@ import time
 from p4p import Type, Value
 from p4p.server.thread import SharedPV
 
-from ..ntnda import TIME_T, TimeStamp, p4p_code
-from ..stats import GROUPS, PVAPY_KEY_COUNT, STATS_TYPES
-from .metadata import status_type_spec
+from ..ntnda import TIME_T, TimeStamp, info_for_p4p_code, p4p_code
+from ..stats import GROUPS, METADATA_STATS_TYPES, PVAPY_KEY_COUNT, STATS_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +41,12 @@ HEADER_FIELDS = [
     ("objectTimestamp", TIME_T),
 ]
 
-_INT_RANGES = {"b": (-2**7, 2**7 - 1), "h": (-2**15, 2**15 - 1), "i": (-2**31, 2**31 - 1),
-               "l": (-2**63, 2**63 - 1), "B": (0, 2**8 - 1), "H": (0, 2**16 - 1),
-               "I": (0, 2**32 - 1), "L": (0, 2**64 - 1)}
+
+def metadata_stats_spec() -> tuple:
+    """p4p type spec of one ``metadataStats_<n>`` sub-structure (INTEROP 3.6):
+    producerId u32, channel string, then receiverStats and queueStats."""
+    return ("S", None, [("producerId", "I"), ("channel", "s")] + [
+        (group, ("S", None, list(fields))) for group, fields in METADATA_STATS_TYPES.items()])
 
 
 def user_stats_fields(pva_types: dict | None) -> list:
@@ -65,7 +74,7 @@ def status_fields(user_fields=(), metadata_ids=(), extras: bool = True) -> list:
     if user_fields:
         fields.append(("userStats", ("S", None, list(user_fields))))
     for n in metadata_ids:
-        fields.append((f"metadataStats_{n}", status_type_spec()))
+        fields.append((f"metadataStats_{n}", metadata_stats_spec()))
     return fields
 
 
@@ -73,9 +82,13 @@ def status_type(user_fields=(), metadata_ids=(), extras: bool = True) -> Type:
     return Type(status_fields(user_fields, metadata_ids, extras))
 
 
-def _convert(code, value):
-    if code in _INT_RANGES:
-        lo, hi = _INT_RANGES[code]
+def _convert(code: str, value):
+    """``value`` as a scalar field of p4p type ``code`` takes it: integers
+    clamped to the type's range (a count past 2**32 - 1 reads as the
+    largest u32, not as an error), floats, bools and strings converted."""
+    int_range = info_for_p4p_code(code).int_range
+    if int_range is not None:
+        lo, hi = int_range
         return min(max(lo, int(value)), hi)
     if code in ("f", "d"):
         return float(value)
@@ -101,7 +114,7 @@ def fill(fields, data: dict) -> dict:
             continue
         try:
             out[name] = _convert(spec, item)
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError):   # FrameError is a ValueError
             continue
     return out
 
