@@ -39,6 +39,7 @@ class DataDecryptor(UserDataProcessor):
         UserDataProcessor.__init__(self, configDict)
         self.config = {"verify": False, "maxKeyAge": 0.0}
         self.opener = None
+        self.replay_guard = None
         self._apply(dict(configDict or {}))
         self.resetStats()
 
@@ -63,20 +64,25 @@ class DataDecryptor(UserDataProcessor):
             max_age = float(config.get("maxKeyAge") or 0)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"maxKeyAge: {exc}") from None
+        # the replay state belongs to the receiver key: the same key keeps it
+        # (what was accepted stays rejected as a replay), a new key starts afresh
+        receiver = crypto.fingerprint(private_key)
+        replay_guard = self.replay_guard
+        if replay_guard is None or replay_guard.receiver != receiver:
+            replay_guard = crypto.ReplayGuard(receiver)
         opener = crypto.EnvelopeOpener(private_key, verify_key, structure_ids=self.STRUCTURE_IDS,
-                                       max_key_age=max_age)
-        if self.opener is not None and self.opener.my_fp == opener.my_fp:
-            # same receiver key: keep the replay state and the unwrapped keys
-            opener._keys, opener._last, opener._newest = (
-                self.opener._keys, self.opener._last, self.opener._newest)
+                                       max_key_age=max_age, replay_guard=replay_guard)
         config["verify"] = verify
         self.opener = opener
+        self.replay_guard = replay_guard
         self.config = config
 
     def configure(self, configDict):
         """Applies privateKeyFilePath, publicKeyFilePath, verify, expectedChannel
         and maxKeyAge. A bad key file raises and leaves the running
-        configuration unchanged."""
+        configuration unchanged. The replay state
+        (:class:`pvagpu.crypto.ReplayGuard`) stays while the receiver key
+        does, so envelopes accepted before are still rejected as replays."""
         keys = ("privateKeyFilePath", "publicKeyFilePath", "verify", "expectedChannel",
                 "maxKeyAge")
         update = {k: v for k, v in dict(configDict or {}).items() if k in keys}
