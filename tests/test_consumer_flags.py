@@ -21,11 +21,12 @@ from p4p.server.thread import SharedPV
 from conftest import wait_for
 from pvagpu import ntnda
 from pvagpu.cli import consumer as cli
-from pvagpu.consumer import Consumer, channel_name, format_id, parse_id_list
+from pvagpu.consumer import Consumer
 from pvagpu.errors import ConfigurationError
 from pvagpu.hpc import UserDataProcessor
 from pvagpu.processors import FrameCounter
 from pvagpu.pva.receiver import Receiver, monitor_request, parse_field_request
+from pvagpu.runtime.naming import channel_name, format_id, parse_id_list
 
 IMAGE = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
 

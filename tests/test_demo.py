@@ -4,6 +4,16 @@ import sys
 
 import pytest
 
+from pvagpu.cli import demo
+from pvagpu.runtime.loading import load_processor_class
+
+
+def test_demo_runs_a_processor_shipped_in_the_package():
+    """Installed from a wheel there is no examples/ folder: the demo's
+    processor is loaded by module name from pvagpu itself."""
+    cls = load_processor_class(None, demo.PROCESSOR)
+    assert cls.__module__.startswith("pvagpu.")
+
 
 @pytest.mark.pva
 def test_demo_streams_every_frame_and_says_so():

@@ -10,9 +10,10 @@ from p4p import Value
 
 from conftest import wait_for
 from pvagpu.cli.consumer import build_parser, main as cli_main
-from pvagpu.consumer import Consumer, distributor_oid_offset
+from pvagpu.consumer import Consumer
 from pvagpu.hpc import UserDataProcessor
 from pvagpu.pva.receiver import distributor_options, monitor_request
+from pvagpu.runtime.config import distributor_oid_offset
 
 
 def test_request_without_distributor_is_a_string():

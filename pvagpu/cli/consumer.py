@@ -19,9 +19,15 @@ import signal
 import subprocess
 import sys
 
+from ..consumer import Consumer
 from ..errors import ConfigurationError
 from ..memory import tune_malloc
-from ..report import SECTIONS, parse_report_stats
+from ..pva.receiver import parse_field_request
+from ..report import SECTIONS, Reporter, parse_report_stats, summary_line
+from ..runtime.config import ConsumerConfig, distributor_oid_offset
+from ..runtime.delivery import DEFAULT_FRAME_QUEUE_SIZE
+from ..runtime.loading import load_processor_class, parse_processor_args
+from ..runtime.naming import format_id, parse_id_list
 
 EPILOG = """\
 examples:
@@ -112,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
            "monitor queue (-sqs), and what overflows it shows as missed. > 0: a queue of N "
            "frames between receiving and processing; when full, new frames are dropped and "
            "counted as overruns (-ao uses a queue of "
-           f"{_default_queue_size()} unless N is given). Example: -rqs 1000")
+           f"{DEFAULT_FRAME_QUEUE_SIZE} unless N is given). Example: -rqs 1000")
     a("-ao", "--accumulate-objects", type=int, default=0, metavar="N",
       help="process frames in batches of up to N (processBatch(list) if the processor has "
            "it, else process() on each); <= 1 processes one at a time. Example: -ao 16")
@@ -201,7 +207,6 @@ def _gpu_choice(text: str) -> str:
 
 def _id_list_arg(text: str) -> list:
     """-cid: the consumer ids (strict parser, never eval)."""
-    from ..consumer import parse_id_list
     try:
         return parse_id_list(text)
     except ConfigurationError as exc:
@@ -210,7 +215,6 @@ def _id_list_arg(text: str) -> list:
 
 def _id_format_arg(text: str) -> str:
     """-ifs: a format spec that formats an integer id."""
-    from ..consumer import format_id
     try:
         format_id(1, text)
     except ConfigurationError as exc:
@@ -221,17 +225,11 @@ def _id_format_arg(text: str) -> str:
 def _field_request_arg(text: str) -> str:
     """-fr: checked here, kept as written (the processor's configDict
     gets it as given, as in pvapy)."""
-    from ..pva.receiver import parse_field_request
     try:
         parse_field_request(text)
     except ConfigurationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def _default_queue_size() -> int:
-    from ..pva.receiver import DEFAULT_QUEUE_SIZE
-    return DEFAULT_QUEUE_SIZE
 
 
 def _setup_logging(level: str | None, log_file: str | None) -> None:
@@ -242,52 +240,37 @@ def _setup_logging(level: str | None, log_file: str | None) -> None:
     root.setLevel(getattr(logging, level) if level else logging.WARNING)
 
 
-def _consumer_from_args(args):
-    """Build the processor and the Consumer (ConfigurationError if bad)."""
-    from ..consumer import (Consumer, INPUT_MODE_PVA, OUTPUT_MODE_PVAS, channel_name,
-                            load_processor_class, make_processor, parse_processor_args,
-                            sequential_updates)
-    report_stats = parse_report_stats(args.report_stats)
-    processor_args = parse_processor_args(args.processor_args)
-    cls = load_processor_class(args.processor_file, args.processor_class)
-    cid = args.consumer_id
-    spec = args.id_format_spec
-    config = dict(processor_args)
-    config.update({
-        "processorId": cid,
-        "inputChannel": channel_name(args.input_channel, "input", cid, spec),
-        "inputMode": INPUT_MODE_PVA,
-        "inputArgs": None,
-        "outputChannel": channel_name(args.output_channel, "output", cid, spec),
-        "outputMode": OUTPUT_MODE_PVAS,
-        "outputArgs": None,
-        "objectIdField": args.oid_field,
-        "skipInitialUpdates": args.skip_initial_updates,
-        "objectIdOffset": args.oid_offset if args.oid_offset > 0 else 1,
-        "nSequentialUpdates": sequential_updates(_distributor(args)),
-        "fieldRequest": args.field_request,
-    })
-    if args.gpu is not None:
-        config["gpu"] = args.gpu
-    processor = make_processor(cls, config)
-    if args.metadata_channels:
-        from ..pva.metadata import parse_specs
-        metadata = parse_specs(args.metadata_channels)
-    else:
-        metadata = None
-    return Consumer(
-        args.input_channel, processor, consumer_id=cid,
+def config_from_args(args) -> ConsumerConfig:
+    """The ConsumerConfig of one consumer's command line (after main() has
+    resolved -cid/-nc into -id and the automatic -oo)."""
+    return ConsumerConfig(
+        args.input_channel, consumer_id=args.consumer_id,
         output_channel=args.output_channel, status_channel=args.status_channel,
-        control_channel=args.control_channel, oid_field=args.oid_field,
-        oid_offset=args.oid_offset, distributor=_distributor(args),
-        distributor_plugin=args.distributor_plugin_name,
-        id_format_spec=spec, field_request=args.field_request,
+        control_channel=args.control_channel, processor_file=args.processor_file,
+        processor_class=args.processor_class, processor_args=args.processor_args,
+        gpu=args.gpu, oid_field=args.oid_field, oid_offset=args.oid_offset,
         skip_initial_updates=args.skip_initial_updates,
         server_queue_size=args.server_queue_size, receiver_queue_size=args.receiver_queue_size,
         accumulate_objects=args.accumulate_objects,
-        accumulation_timeout=args.accumulation_timeout, metadata_channels=metadata,
-        runtime=args.runtime, report_period=args.report_period, report_stats=report_stats,
-        disable_curses=args.disable_curses or bool(args.log_level and not args.log_file))
+        accumulation_timeout=args.accumulation_timeout, metadata_channels=args.metadata_channels,
+        runtime=args.runtime, report_period=args.report_period, distributor=_distributor(args),
+        distributor_plugin=args.distributor_plugin_name, id_format_spec=args.id_format_spec,
+        field_request=args.field_request)
+
+
+def _consumer_from_args(args):
+    """The Consumer of one command line (ConfigurationError if bad)."""
+    parse_report_stats(args.report_stats)   # a bad -rs fails before anything is built
+    return Consumer(config_from_args(args))
+
+
+def _reporter_for(args):
+    """The live report (-rp > 0), else None."""
+    if args.report_period <= 0:
+        return None
+    # the live table would fight with log lines written to the terminal
+    logging_to_terminal = bool(args.log_level and not args.log_file)
+    return Reporter(args.report_stats, disable_curses=args.disable_curses or logging_to_terminal)
 
 
 def _distributor(args) -> dict | None:
@@ -304,7 +287,9 @@ def _run_one(args) -> int:
     except ConfigurationError as exc:
         print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
         return 2
-    from ..report import summary_line
+    reporter = _reporter_for(args)
+    if reporter is not None:
+        consumer.on_stats.append(reporter.update)
 
     def on_signal(signum, frame):
         consumer.request_stop()
@@ -327,6 +312,8 @@ def _run_one(args) -> int:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if reporter is not None:
+            reporter.close()
     print(summary_line(stats), flush=True)
     return 0
 
@@ -351,7 +338,6 @@ def _run_many(parser, args, consumer_ids) -> int:
     consumer receiving every frame (unless the distributor shares them)."""
     try:  # check the configuration once, before starting N processes
         parse_report_stats(args.report_stats)
-        from ..consumer import load_processor_class, parse_processor_args
         parse_processor_args(args.processor_args)
         load_processor_class(args.processor_file, args.processor_class)
     except ConfigurationError as exc:
@@ -390,7 +376,6 @@ def main(argv=None) -> int:
         consumer_ids = list(range(args.consumer_id, args.consumer_id + args.n_consumers))
     args.consumer_id, args.n_consumers = consumer_ids[0], len(consumer_ids)
     if args.id_format_spec:
-        from ..consumer import format_id
         try:
             for cid in consumer_ids:
                 format_id(cid, args.id_format_spec)
@@ -401,7 +386,6 @@ def main(argv=None) -> int:
     if args.n_distributor_sets > 1 and args.distributor_set is None:
         parser.error("--n-distributor-sets > 1 needs --distributor-set")
     # the id step of each consumer; children get it as -oo
-    from ..consumer import distributor_oid_offset
     args.oid_offset = distributor_oid_offset(
         args.oid_offset, n_consumers=args.n_consumers,
         distributor_updates=args.distributor_updates, n_distributor_sets=args.n_distributor_sets)

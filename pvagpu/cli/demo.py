@@ -2,9 +2,11 @@
 
 Starts ``pvagpu-sim-server`` publishing Poisson frames (as a photon-counting
 detector gives them), compressed with areaDetector's bslz4 codec, and
-``pvagpu-consumer`` running examples/frame_stats.py (a processor ported from
-pvapy) on them. The consumer shows live statistics and ends with a one-line
-summary; the demo then checks that no frame was missed.
+``pvagpu-consumer`` running pvagpu's built-in FrameCounter processor
+(:mod:`pvagpu.processors`: decodes every frame, counts frames and pixel
+bytes) on them. The consumer shows live statistics and ends with a one-line
+summary; the demo then checks that no frame was missed. Everything it runs
+is installed with the package (it reads nothing from the repository).
 
     python -m pvagpu.cli.demo [--seconds S] [--fps F] [--nx NX] [--ny NY] [--codec C]
 
@@ -20,12 +22,11 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from ..pva.loopback import process_env
 
 CHANNEL = "pvagpu:demo:image"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "frame_stats.py"
+PROCESSOR = "pvagpu.processors:FrameCounter"
 SUMMARY = re.compile(r"received (\d+), processed (\d+), missed (\d+)")
 
 
@@ -68,8 +69,8 @@ def main(argv=None) -> int:
     consumer = None
     try:
         consumer = subprocess.Popen(_python(
-            "pvagpu.cli.consumer", "-ic", CHANNEL, "-pf", EXAMPLE, "-pc", "FrameStatsProcessor",
-            "-pa", json.dumps({"threshold": 8}), "-sc", "_", "-cc", "_", "-rp", 1,
+            "pvagpu.cli.consumer", "-ic", CHANNEL, "-pc", PROCESSOR,
+            "-pa", json.dumps({"publish": False}), "-sc", "_", "-cc", "_", "-rp", 1,
             "-sqs", 100), env=env, stdout=subprocess.PIPE, text=True)
         threading.Thread(target=_stop_after, args=(server, consumer), daemon=True).start()
         summary = None

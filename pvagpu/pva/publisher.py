@@ -29,6 +29,7 @@ from p4p.server import Server, StaticProvider
 from p4p.server.thread import SharedPV
 
 from ..stats import ErrorLog, PublisherCounters
+from ._p4p_compat import is_type_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Publisher:
             try:
                 self._pv.post(value)
             except RuntimeError as exc:
-                if "exact type" not in str(exc):
+                if not is_type_mismatch(exc):
                     raise
                 self._reopen(value)
             self.counters.n_published += 1

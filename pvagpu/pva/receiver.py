@@ -4,20 +4,14 @@ p4p's raw client calls :meth:`Receiver._drain` on the PVA client's network
 thread whenever the subscription's FIFO (pvxs) goes from empty to
 non-empty. ``_drain`` pops every update there is; for each frame it counts
 it, does the missed-frame accounting on the object id and hands
-``(objectId, value)`` on, still on that thread and in order:
+``(objectId, value)`` to ``deliver``, still on that thread and in order.
 
-direct (``deliver`` given; the consumer's default, as pvapy's -rqs -1)
-    ``deliver(objectId, value)`` processes the frame right there. No thread
-    hand-off: this is the cheapest path through p4p (measured, see
-    benchmarks/throughput.py). The bound on memory is the monitor queue:
-    ``record[queueSize=N]`` (-sqs) sizes pvxs's FIFO and the server's
-    queue; while a frame is processed the next ones wait there, and when
-    they overflow the server or pvxs squash updates, which shows as gaps in
-    uniqueId: counted as missed, never hidden.
-queued (no ``deliver``)
-    ``(objectId, value)`` goes on the bounded queue ``self.queue`` for a
-    processing thread; when it holds ``max_queued`` items the update is
-    dropped and counted as an overrun. It never blocks.
+``deliver`` is the consumer's delivery strategy (pvagpu.runtime.delivery):
+it processes the frame right there (the default, as pvapy's -rqs -1: the
+bound on memory is then the monitor queue, ``record[queueSize=N]`` (-sqs),
+whose overflow shows as gaps in uniqueId, counted as missed) or puts it on
+a bounded queue of its own. It returns False when it had no room for the
+frame: the update is dropped and counted as an overrun. It never blocks.
 
 Distributor: with ``distributor`` options (group, set, trigger, updates) the
 monitor request asks a pvDatabase server's distributor plugin (pvapy's
@@ -47,10 +41,7 @@ A subscription that the server finishes is opened again.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import queue
 import re
 import threading
 
@@ -60,16 +51,10 @@ from p4p.client.raw import Disconnected, Finished
 
 from ..errors import ConfigurationError
 from ..stats import IdTracker, ReceiverCounters
+from ._p4p_compat import fast_pop, keep_thread_state
 
 #: Marker in the object id position of a skipped update.
 SKIPPED = object()
-
-#: Queue bound used when --receiver-queue-size is not positive (queued delivery).
-DEFAULT_QUEUE_SIZE = 256
-
-#: Set to 0 to let each callback of the PVA thread create and destroy its
-#: Python thread state, as p4p does by itself (see _keep_thread_state).
-KEEP_THREAD_STATE = os.environ.get("PVAGPU_KEEP_THREAD_STATE", "1") != "0"
 
 _RESUBSCRIBE_DELAY = 0.5
 
@@ -148,27 +133,17 @@ def monitor_request(server_queue_size: int = 0, distributor: dict | None = None,
     return Value(Type(fields), init)
 
 
-def _keep_thread_state() -> None:
-    """Keep this (non-Python) thread's Python thread state alive.
-
-    p4p enters Python from the PVA thread with PyGILState_Ensure and leaves
-    with PyGILState_Release, which creates and destroys a thread state (and
-    mmaps and unmaps its 16 KiB frame stack) on every callback. One extra
-    Ensure, never released, makes the later pairs plain counter updates.
-    Called with the GIL held, from the callback itself."""
-    ctypes.pythonapi.PyGILState_Ensure()
-
-
 class Receiver:
-    """Monitor ``channel``; hand each update to ``deliver`` or, without
-    one, to the bounded queue ``self.queue``.
+    """Monitor ``channel``; hand each update to ``deliver(objectId, value)``.
 
-    Items are ``(objectId, value)``; objectId is None when the value lacks
-    ``oid_field`` (missed-frame accounting is then off), :data:`SKIPPED` for
-    skipped initial updates. ``deliver`` must not raise (an exception is
-    counted as a receiver error and the update is lost). ``distributor``:
-    the distributor plugin's options (group, set, trigger, updates; None
-    values left out) for the plugin named ``distributor_plugin``.
+    objectId is None when the value lacks ``oid_field`` (missed-frame
+    accounting is then off), :data:`SKIPPED` for skipped initial updates.
+    ``deliver`` returns False when it has no room for the update (counted
+    as an overrun); it must not raise (an exception is counted as a
+    receiver error and the update is lost); :meth:`start` needs it.
+    ``distributor``: the distributor plugin's options (group, set, trigger,
+    updates; None values left out) for the plugin named
+    ``distributor_plugin``.
     ``field_request``: the fields to ask the server for (pvapy's -fr, see
     :func:`parse_field_request`; ConfigurationError if malformed), ignored
     with a warning when distributor options are given.
@@ -176,8 +151,7 @@ class Receiver:
     (:class:`~pvagpu.stats.IdTracker`)."""
 
     def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
-                 skip_initial_updates: int = 1, server_queue_size: int = 0,
-                 queue_size: int = DEFAULT_QUEUE_SIZE, deliver=None,
+                 skip_initial_updates: int = 1, server_queue_size: int = 0, deliver=None,
                  distributor: dict | None = None, distributor_plugin: str = "pydistributor",
                  field_request: str | None = None, sequential_updates: int = 1):
         self.channel = channel
@@ -194,8 +168,6 @@ class Receiver:
         self.skip = max(0, int(skip_initial_updates))
         self.server_queue_size = int(server_queue_size)
         self.deliver = deliver
-        self.max_queued = int(queue_size) if queue_size and queue_size > 0 else DEFAULT_QUEUE_SIZE
-        self.queue = queue.SimpleQueue()
         self.counters = ReceiverCounters()
         self.ids = IdTracker(oid_offset, sequential_updates)
         self.connected = False
@@ -204,7 +176,6 @@ class Receiver:
         self._context = None
         self._sub = None
         self._pop = None
-        self._kept_threads = set()
         self._lock = threading.Lock()
         self._stopped = True
 
@@ -219,11 +190,9 @@ class Receiver:
         return monitor_request(self.server_queue_size, self.distributor, self.distributor_plugin,
                                self.fields)
 
-    @property
-    def queue_length(self) -> int:
-        return 0 if self.deliver is not None else self.queue.qsize()
-
     def start(self) -> None:
+        if self.deliver is None:
+            raise ValueError(f"receiver of {self.channel}: nothing to deliver the frames to")
         with self._lock:
             if not self._stopped:
                 return
@@ -234,9 +203,7 @@ class Receiver:
 
     def _subscribe(self) -> None:
         sub = self._context.monitor(self.channel, self._drain, self.request)
-        # The C++ pop: the Python wrapper's per-update assertion and type
-        # unwrapping (a no-op with nt=False) cost more than the pop itself.
-        self._pop = getattr(super(raw.Subscription, sub), "pop", sub.pop)
+        self._pop = fast_pop(sub)
         self._sub = sub
 
     def _resubscribe(self) -> None:
@@ -271,11 +238,7 @@ class Receiver:
 
     def _drain(self) -> None:
         """The FIFO became non-empty: take everything it holds."""
-        if KEEP_THREAD_STATE:
-            thread = threading.get_ident()
-            if thread not in self._kept_threads:
-                self._kept_threads.add(thread)
-                _keep_thread_state()
+        keep_thread_state()
         pop = self._pop
         on_value = self._on_value
         while not self._stopped:
@@ -311,22 +274,18 @@ class Receiver:
                     return
             if oid is not None:
                 c.n_missed += self.ids.update(oid)
-        deliver = self.deliver
-        if deliver is not None:
+        try:
+            accepted = self.deliver(oid, value) is not False
+        except Exception as exc:  # noqa: BLE001 - the stream must go on
             c.n_accepted += 1
-            try:
-                deliver(oid, value)
-            except Exception as exc:  # noqa: BLE001 - the stream must go on
-                c.n_errors += 1
-                log.error("%s: delivering update %s failed: %s: %s", self.channel, oid,
-                          type(exc).__name__, exc)
+            c.n_errors += 1
+            log.error("%s: delivering update %s failed: %s: %s", self.channel, oid,
+                      type(exc).__name__, exc)
             return
-        q = self.queue
-        if q.qsize() >= self.max_queued:
+        if accepted:
+            c.n_accepted += 1
+        else:
             c.n_overruns += 1
-            return
-        q.put((oid, value))
-        c.n_accepted += 1
 
     def _no_oid(self):
         if not self._warned_no_oid:

@@ -1,0 +1,144 @@
+"""The frame runner: runs the processor on frames and counts what happened.
+
+Every delivery strategy (pvagpu.runtime.delivery) hands its frames to one
+:class:`FrameRunner`, so processed frames, errors (frame errors, codec
+errors, the frames a :class:`~pvagpu.errors.BatchFramesError` names) and
+the first/last object ids and times are counted here and nowhere else.
+(Missed frames are counted on receipt, by the receiver's IdTracker.)
+
+A frame whose processing raises (bad dimensions, an unknown codec, a
+corrupt payload, a processor bug) is counted as an error with a
+rate-limited log line, and the next frame is processed.
+
+Each frame (or batch) is processed holding :attr:`FrameRunner.lock`;
+commands that touch the processor or the counters (configure,
+reset_stats) hold it too, so they never race with ``process()``. The
+per-frame path takes that one uncontended lock and does no logging, no
+dict building and no copy: counters are attribute increments.
+
+The output channel is created from the first object received, a skipped
+one included (pvapy's ``getOutputPvObjectType``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..errors import BatchFramesError
+from ..hpc import UserDataProcessor
+from ..pva.receiver import SKIPPED
+from ..stats import ErrorLog, ProcessorCounters
+
+log = logging.getLogger(__name__)
+
+
+def batch_method(processor):
+    """The processor's own ``processBatch``, or None when it has none of its
+    own (then the frames of a batch go to ``process`` one by one)."""
+    method = getattr(type(processor), "processBatch", None)
+    if method is None or method is getattr(UserDataProcessor, "processBatch", None):
+        return None
+    return getattr(processor, "processBatch")
+
+
+class FrameRunner:
+    """Runs ``processor`` on frames, counting into :attr:`counters`.
+
+    ``publisher``: the output channel (None without one), opened from the
+    first object. ``consumer_id`` names the consumer in log lines."""
+
+    def __init__(self, processor, publisher=None, consumer_id: int = 1):
+        self.processor = processor
+        self.publisher = publisher
+        self.consumer_id = consumer_id
+        self.counters = ProcessorCounters()
+        #: held while a frame, a batch or a command is processed
+        self.lock = threading.Lock()
+        self._output_pending = publisher is not None
+        self._process_batch = batch_method(processor)
+        self._errors = ErrorLog(log)
+
+    # -- one frame ----------------------------------------------------------
+
+    def run(self, oid, value) -> None:
+        """Process one frame (the hot path: on the PVA thread, or the
+        processing thread with queued delivery)."""
+        with self.lock:
+            if self._output_pending:
+                self._open_output(value)
+            if oid is SKIPPED:
+                return
+            self._received(oid, oid)
+            self._process(oid, value)
+
+    # -- a batch -------------------------------------------------------------
+
+    def offer_output(self, value) -> None:
+        """Open the output channel from ``value`` if it is not open yet
+        (batched delivery, for each object as it arrives)."""
+        if self._output_pending:
+            with self.lock:
+                if self._output_pending:
+                    self._open_output(value)
+
+    def run_batch(self, batch: list) -> None:
+        """Process ``[(oid, value), ...]`` (no skipped ones): with the
+        processor's ``processBatch`` if it has one, else frame by frame."""
+        with self.lock:
+            self._received(batch[0][0], batch[-1][0])
+            if self._process_batch is None:
+                for oid, value in batch:
+                    self._process(oid, value)
+                return
+            c = self.counters
+            try:
+                self._process_batch([value for _, value in batch])
+                c.n_processed += len(batch)
+            except BatchFramesError as exc:   # some frames failed, the rest done
+                c.n_processed += exc.n_processed
+                for oid, err in exc.failures:
+                    self._failed(oid, err)
+            except Exception as exc:
+                for _ in batch:
+                    c.count_error(exc)
+                self._errors(type(exc).__name__, "consumer %s: batch of %d frames (%s..%s) "
+                             "not processed: %s: %s", self.consumer_id, len(batch), batch[0][0],
+                             batch[-1][0], type(exc).__name__, exc)
+
+    # -- counting -------------------------------------------------------------
+
+    def _received(self, first_oid, last_oid) -> None:
+        c = self.counters
+        t = time.time()
+        if c.first_object_time == 0.0:
+            c.first_object_time, c.first_object_id = t, first_oid
+        c.last_object_time, c.last_object_id = t, last_oid
+
+    def _process(self, oid, value) -> None:
+        try:
+            self.processor.process(value)
+            self.counters.n_processed += 1
+        except Exception as exc:
+            self._failed(oid, exc)
+
+    def _failed(self, oid, exc: Exception) -> None:
+        self.counters.count_error(exc)
+        self._errors(type(exc).__name__, "consumer %s: frame %s not processed: %s: %s",
+                     self.consumer_id, oid, type(exc).__name__, exc)
+
+    def _open_output(self, first) -> None:
+        """Create the output record from the first input (pvapy's
+        getOutputPvObjectType); a failure is counted, the stream goes on."""
+        self._output_pending = False
+        pub = self.publisher
+        if pub.is_open:
+            return
+        try:
+            out = self.processor.getOutputPvObjectType(first)
+            if out is not None:
+                pub.open(out)
+        except Exception as exc:
+            pub.counters.n_errors += 1
+            self._errors("output", "consumer %s: cannot create output channel %s: %s: %s",
+                         self.consumer_id, pub.channel, type(exc).__name__, exc)
