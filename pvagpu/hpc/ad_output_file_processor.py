@@ -132,7 +132,7 @@ class AdOutputFileProcessor(AdImageProcessor):
         configDict = configDict or {}
         name_format, writer = self._check_name_format(
             configDict.get("outputFileNameFormat", self.DEFAULT_OUTPUT_FILE_NAME_FORMAT))
-        directory = self._prepare_directory(
+        directory = prepare_directory(
             configDict.get("outputDirectory", self.DEFAULT_OUTPUT_DIRECTORY))
         self._target = _Target(directory, name_format, writer)
         self._error_log = ErrorLog(self.logger, self.ERROR_LOG_INTERVAL, logging.ERROR)
@@ -159,7 +159,7 @@ class AdOutputFileProcessor(AdImageProcessor):
             name_format, writer = self._check_name_format(configDict["outputFileNameFormat"])
         directory = old.directory
         if "outputDirectory" in configDict:
-            directory = self._prepare_directory(configDict["outputDirectory"])
+            directory = prepare_directory(configDict["outputDirectory"])
         self._target = _Target(directory, name_format, writer)
         self.logger.info("writing files named %r to %s", name_format, directory)
 
@@ -253,27 +253,6 @@ class AdOutputFileProcessor(AdImageProcessor):
                          f"{', '.join(sorted(WRITERS))}")
         return name_format, WRITERS[extension]
 
-    @staticmethod
-    def _prepare_directory(directory) -> str:
-        """Create ``directory`` (and parents) and prove it writable by making
-        and removing a hidden file in it; its absolute path."""
-        try:
-            directory = os.fspath(directory)
-        except TypeError:
-            directory = None
-        if not isinstance(directory, str):
-            raise ConfigurationError(f"outputDirectory must be a path string, got {directory!r}")
-        directory = os.path.abspath(os.path.expanduser(directory or "."))
-        try:
-            os.makedirs(directory, exist_ok=True)
-            with _open_temporary(directory, "pvagpu-write-test") as probe:
-                pass
-            os.unlink(probe.name)
-        except OSError as exc:
-            raise ConfigurationError(f"outputDirectory {directory!r} cannot be created or "
-                                     f"written: {exc.strerror or exc}") from exc
-        return directory
-
     def _save(self, unique_id: int, image: np.ndarray) -> None:
         target = self._target  # read once: configure() may replace it meanwhile
         path = os.path.join(target.directory, self._file_name(target.name_format, unique_id))
@@ -308,3 +287,24 @@ class AdOutputFileProcessor(AdImageProcessor):
         self.nErrors += 1
         self.lastErrorMessage = message
         self._error_log("output file", message)
+
+
+def prepare_directory(directory) -> str:
+    """Create ``directory`` (and parents) and prove it writable by making
+    and removing a hidden file in it; its absolute path."""
+    try:
+        directory = os.fspath(directory)
+    except TypeError:
+        directory = None
+    if not isinstance(directory, str):
+        raise ConfigurationError(f"outputDirectory must be a path string, got {directory!r}")
+    directory = os.path.abspath(os.path.expanduser(directory or "."))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with _open_temporary(directory, "pvagpu-write-test") as probe:
+            pass
+        os.unlink(probe.name)
+    except OSError as exc:
+        raise ConfigurationError(f"outputDirectory {directory!r} cannot be created or "
+                                 f"written: {exc.strerror or exc}") from exc
+    return directory
