@@ -135,3 +135,32 @@ def test_deserializer_refuses_garbage_without_crashing():
         body += bytes(-len(body) % 8)
         with pytest.raises(FrameError):
             deserialize_value(body)
+
+
+def test_the_parser_counts_every_node_before_it_builds_anything():
+    from pvagpu.pva import deserialize
+    ok = hand_made(["S", "t", [["a", ["aS", "e", []]], ["s", "as"]]], [[[], None], ["x"]])
+    assert len(deserialize_value(ok)["a"]) == 2
+    bombs = [
+        hand_made(["S", "t", [[f"f{i}", "i"] for i in range(deserialize.MAX_TYPE_NODES + 1)]],
+                  [0] * (deserialize.MAX_TYPE_NODES + 1)),
+        hand_made(["S", "t", [["a", ["aS", "e", []]]]], [[None] * (deserialize.MAX_NODES + 1)]),
+        hand_made(["S", "t", [["a", "as"]]], [[""] * (deserialize.MAX_NODES + 1)]),
+        hand_made(["S", "t", [["a", "av"]]], [[None] * (deserialize.MAX_NODES + 1)]),
+        hand_made(["S", "t", [["a", "s"], ["b", "s"]]],
+                  ["x" * (deserialize.MAX_STRING_BYTES // 2 + 1)] * 2),
+    ]
+    for bomb in bombs:
+        with pytest.raises(FrameError, match="budget"):
+            deserialize_value(bomb)
+    # a type check runs before the values are read, once per type
+    seen = []
+
+    def check(spec):
+        seen.append(spec[1])
+        if spec[1] != "t":
+            raise FrameError("refused")
+    assert deserialize_value(ok, check_type=check) and deserialize_value(ok, check_type=check)
+    assert seen == ["t"]
+    with pytest.raises(FrameError, match="refused"):
+        deserialize_value(hand_made(["S", "u", [["a", "i"]]], [1]), check_type=check)

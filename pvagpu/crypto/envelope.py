@@ -45,6 +45,16 @@ NONCE_BYTES = 12
 MAX_CLOCK_SKEW = 300.0
 TAG_BYTES = 16
 
+# Caps on the clear fields, checked before any of them is used
+#: dimensions of a frame (NTNDArray: a handful)
+MAX_DIMS = 16
+#: bytes of a wrapped key or a signature (RSA-16384)
+MAX_WRAPPED_KEY_BYTES = MAX_SIGNATURE_BYTES = 2048
+#: characters of a clear string field (channel, dtype, codec, fingerprints)
+MAX_CLEAR_STRING = 1024
+#: default cap on a frame's plaintext (the decryptor's maxFrameBytes)
+DEFAULT_MAX_FRAME_BYTES = 1 << 30
+
 #: THE envelope structure (field, p4p type code), in wire order.
 ENVELOPE_FIELDS = [
     ("version", "I"),          # envelope format version (1)
@@ -138,6 +148,37 @@ def stamp_of_items(fields: dict, name: str) -> tuple:
 
 #: numpy dtype -> its name (``dtype.name`` is computed in Python on every call)
 _DTYPE_NAMES = {row.dtype: row.dtype.name for row in ntnda.SCALAR_TYPES if row.dtype is not None}
+
+
+def _shape(spec):
+    """A type spec without its type IDs (anonymous unions and structures
+    get different IDs from different PVA stacks)."""
+    if isinstance(spec, str):
+        return spec
+    return (spec[0], tuple((name, _shape(sub)) for name, sub in spec[2]))
+
+
+_NTNDARRAY_SPEC = ntnda.NTNDARRAY_TYPE.aspy()
+_NTNDARRAY_FIELDS = {name: _shape(sub) for name, sub in _NTNDARRAY_SPEC[2]}
+_NTNDARRAY_REQUIRED = ("value", "codec", "compressedSize", "uncompressedSize", "dimension",
+                       "uniqueId", "dataTimeStamp", "attribute")
+
+
+def require_ntndarray(spec) -> None:
+    """FrameError unless type spec ``spec`` (``aspy()`` form) is an
+    NTNDArray: its ID, every required field, and every optional field it
+    has, of the standard types (further fields are allowed, as pvapy adds
+    them). What an NTNDArray envelope must hold."""
+    if spec[0] != "S" or not str(spec[1]).startswith("epics:nt/NTNDArray:1."):
+        raise FrameError(f"a {spec[1]!r} structure, not an NTNDArray")
+    fields = dict(spec[2])
+    for name in _NTNDARRAY_REQUIRED:
+        if name not in fields:
+            raise FrameError(f"not an NTNDArray: no field {name!r}")
+    for name, sub in fields.items():
+        expected = _NTNDARRAY_FIELDS.get(name)
+        if expected is not None and _shape(sub) != expected:
+            raise FrameError(f"not an NTNDArray: field {name!r} of another type")
 
 
 def ntndarray_summary(value: Value) -> tuple:

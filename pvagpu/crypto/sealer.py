@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from p4p import Value
 
 from .. import ntnda
+from ..errors import FrameError
 from ..pva.serialize import serialize_value
 from .envelope import (EMPTY_U8, ENVELOPE_TYPES, ENVELOPE_VERSION, KEY_ID_BYTES, KEY_RECORD,
                        KEY_RECORD_MAGIC, KEY_RECORD_VERSION, NONCE_BYTES, NTNDARRAY_ENVELOPE_ID,
@@ -104,7 +105,10 @@ class EnvelopeSealer:
         if summary is None and self.structure_id == NTNDARRAY_ENVELOPE_ID:
             summary = summary_of_fields(fields)
         dtype, dims, codec = summary if summary is not None else ("", [], "")
-        oid = int(fields.get("uniqueId", 0))
+        oid = fields.get("uniqueId", 0)
+        if isinstance(oid, bool) or not isinstance(oid, (int, np.integer)):
+            raise FrameError(f"uniqueId must be an integer, not a {type(oid).__name__}")
+        oid = int(oid)
         ts = stamp_of_items(fields, "timeStamp")
         dts = stamp_of_items(fields, "dataTimeStamp")
         channel = channel or ""

@@ -6,20 +6,9 @@ import time
 from p4p import Value
 
 from .. import crypto, pva
+from ..crypto import policy
 from ..errors import ConfigurationError
 from .user_data_processor import UserDataProcessor
-
-
-def _flag(config: dict, key: str, default: bool) -> bool:
-    val = config.get(key, default)
-    if isinstance(val, str):
-        low = val.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigurationError(f"{key} must be true or false, got {val!r}")
-    return bool(val)
 
 
 class DataEncryptor(UserDataProcessor):
@@ -32,7 +21,9 @@ class DataEncryptor(UserDataProcessor):
     - ``privateKeyFilePath``: the sender's private key (PEM; Ed25519 or RSA),
       used to sign. pvapy style, without ``publicKeyFilePath``: an RSA key
       whose public half is also the recipient key (one shared key pair).
-    - ``sign`` (bool, default False): sign every envelope.
+    - ``sign`` (bool): sign every envelope. Default: true when
+      ``privateKeyFilePath`` is given; without a private key it must be
+      given as false (unsigned envelopes only when asked for).
     - ``publicKeyFilePath``: the receiver's RSA public key (PEM); the AES keys
       are wrapped for it. The safer setup: two key pairs, each side keeping
       its own private key.
@@ -41,26 +32,32 @@ class DataEncryptor(UserDataProcessor):
       either; <= 0 turns that criterion off.
     - ``channelName``: the channel the envelopes are bound to (default: the
       output channel).
+    - ``allowDowngrade`` (bool, default false; start configuration only):
+      let configure() turn signing off, change a key or the channel.
 
     A missing, unreadable, malformed or unsuitable key file raises
-    :class:`pvagpu.crypto.KeyFileError` from the constructor or configure().
+    :class:`pvagpu.crypto.KeyFileError` from the constructor, with the
+    details; configure() (see :mod:`pvagpu.crypto.policy`) raises a
+    ConfigurationError that names no file.
     """
 
     STRUCTURE_ID = crypto.DATA_ENVELOPE_ID
+    #: the keys configure() applies
+    CONFIG_KEYS = ("privateKeyFilePath", "publicKeyFilePath", "sign", "keyRotationInterval",
+                   "keyRotationFrames", "channelName")
 
     def __init__(self, configDict=None):
         UserDataProcessor.__init__(self, configDict)
-        self.config = {"sign": False, "keyRotationInterval": 3600.0,
-                       "keyRotationFrames": 1_000_000}
-        self.sealer = None
-        self._apply(dict(configDict or {}))
+        config = dict(configDict or {})
+        self.allowDowngrade = policy.flag(config, "allowDowngrade", False)
+        self.config = {"keyRotationInterval": 3600.0, "keyRotationFrames": 1_000_000}
+        self.config, self.sealer = self._load({**self.config, **config})
         self.resetStats()
 
     # -- configuration -----------------------------------------------------------
 
-    def _apply(self, update: dict) -> None:
-        config = {**self.config, **update}
-        sign = _flag(config, "sign", False)
+    def _load(self, config: dict):
+        """(the configuration with ``sign`` resolved, its sealer)."""
         private_path = config.get("privateKeyFilePath")
         public_path = config.get("publicKeyFilePath")
         signing_key = crypto.load_private_key(private_path, "privateKeyFilePath") \
@@ -77,30 +74,56 @@ class DataEncryptor(UserDataProcessor):
             raise ConfigurationError(
                 f"{type(self).__name__} needs publicKeyFilePath (the receiver's RSA public key), "
                 f"or pvapy's privateKeyFilePath (one RSA key pair shared by both ends)")
+        if "sign" not in config and signing_key is None:
+            raise ConfigurationError(
+                f'{type(self).__name__} without privateKeyFilePath cannot sign: give the '
+                f'sender\'s private key, or "sign": false to send unsigned envelopes (anyone '
+                f'with the receiver\'s public key can make those)')
+        sign = policy.flag(config, "sign", True)
         if sign and signing_key is None:
             raise ConfigurationError("sign needs privateKeyFilePath (the sender's private key)")
-        try:
-            interval = float(config.get("keyRotationInterval") or 0)
-            frames = int(config.get("keyRotationFrames") or 0)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"key rotation settings: {exc}") from None
-        self.sealer = crypto.EnvelopeSealer(
-            recipient, signing_key if sign else None, rotation_frames=frames,
-            rotation_seconds=interval, structure_id=self.STRUCTURE_ID)
-        config["sign"] = sign
-        self.config = config
+        sealer = crypto.EnvelopeSealer(
+            recipient, signing_key if sign else None,
+            rotation_frames=policy.number(config, "keyRotationFrames", int),
+            rotation_seconds=policy.number(config, "keyRotationInterval"),
+            structure_id=self.STRUCTURE_ID)
+        return {**config, "sign": sign}, sealer
+
+    def _weakenings(self, new: dict) -> list:
+        """What configuration ``new`` loosens, compared with the running one."""
+        old = self.config
+        out = []
+        if old["sign"] and not policy.flag(new, "sign", True):
+            out.append("signing off")
+        if old["sign"] and new.get("privateKeyFilePath") != old.get("privateKeyFilePath"):
+            out.append("another sender key")
+        recipient = ("publicKeyFilePath" if old.get("publicKeyFilePath")
+                     or new.get("publicKeyFilePath") else "privateKeyFilePath")
+        if new.get(recipient) != old.get(recipient):
+            out.append("another recipient key")
+        if new.get("channelName") != old.get("channelName"):
+            out.append("another channel binding")
+        return out
 
     def configure(self, configDict):
         """Applies privateKeyFilePath, publicKeyFilePath, sign and the rotation
-        settings; new keys or settings start a new key epoch. A bad key file
-        raises and leaves the running configuration unchanged."""
-        keys = ("privateKeyFilePath", "publicKeyFilePath", "sign", "keyRotationInterval",
-                "keyRotationFrames", "channelName")
-        update = {k: v for k, v in dict(configDict or {}).items() if k in keys}
-        if update:
-            rotations = self.sealer.n_rotations
-            self._apply(update)
-            self.sealer.n_rotations += rotations
+        settings; new keys or settings start a new key epoch. Refuses what
+        would weaken the running encryptor (signing off, another key or
+        channel) unless it was started with allowDowngrade. A refused or bad
+        configuration raises and leaves the running one unchanged."""
+        configDict = dict(configDict or {})
+        update = {k: v for k, v in configDict.items() if k in self.CONFIG_KEYS}
+        new = {**self.config, **update}
+        policy.check_reconfiguration(self, configDict, self._weakenings(new),
+                                     self.allowDowngrade)
+        if not update:
+            return
+        try:
+            config, sealer = self._load(new)
+        except ConfigurationError as exc:
+            raise policy.remote_error(self, exc) from None
+        sealer.n_rotations += self.sealer.n_rotations
+        self.config, self.sealer = config, sealer
 
     @property
     def channel(self) -> str:

@@ -4,8 +4,23 @@
 authenticated, but made by anyone who holds the receiver's public key) and
 either returns the p4p ``Value`` they describe or raises FrameError. It
 checks every length, type code, integer range, array reference and the
-nesting depth and number of fields before it builds anything; nothing is
-evaluated or unpickled.
+nesting depth, and counts every node against a budget, before it builds
+anything; nothing is evaluated or unpickled.
+
+The budget (a plaintext over it is a FrameError, whoever made it):
+
+* the type description: at most :data:`MAX_TYPE_NODES` fields (p4p builds
+  a type in time growing faster than its number of fields) in at most
+  :data:`MAX_TYPE_JSON_BYTES` of JSON;
+* the values: at most :data:`MAX_NODES` nodes in all (each field, each
+  element of a structure, string or variant array, each node of a
+  variant's type, an empty element included) and :data:`MAX_STRING_BYTES`
+  characters of strings; the tree JSON is not even parsed when it holds
+  more than ``4 * MAX_NODES`` separators;
+* nesting at most :data:`MAX_DEPTH` deep.
+
+Numeric arrays are raw bytes, bounded by the plaintext's size (the
+decryptor's ``maxFrameBytes``).
 """
 from __future__ import annotations
 
@@ -19,8 +34,14 @@ from p4p import Type, Value
 
 from .. import ntnda
 from ..errors import FrameError
-from .serialize import (ARRAY_DTYPES, FLOAT_FORMATS, MAX_DEPTH, MAX_FIELDS, PLAINTEXT_HEADER,
-                        PLAINTEXT_MAGIC, PLAINTEXT_VERSION, SCALAR_CODES)
+from .serialize import (ARRAY_DTYPES, FLOAT_FORMATS, PLAINTEXT_HEADER, PLAINTEXT_MAGIC,
+                        PLAINTEXT_VERSION, SCALAR_CODES)
+
+MAX_DEPTH = 32
+MAX_TYPE_NODES = 4096
+MAX_TYPE_JSON_BYTES = 1 << 20
+MAX_NODES = 100_000
+MAX_STRING_BYTES = 16 << 20
 
 #: p4p integer code -> (min, max): an index of THE table in pvagpu.ntnda
 _INT_RANGES = {row.p4p_code: row.int_range for row in ntnda.SCALAR_TYPES
@@ -28,20 +49,26 @@ _INT_RANGES = {row.p4p_code: row.int_range for row in ntnda.SCALAR_TYPES
 
 
 class _Budget:
-    __slots__ = ("n",)
+    """Nodes and string characters left; FrameError when one runs out."""
+    __slots__ = ("nodes", "chars")
 
-    def __init__(self):
-        self.n = 0
+    def __init__(self, nodes: int = MAX_NODES, chars: int = MAX_STRING_BYTES):
+        self.nodes = nodes
+        self.chars = chars
 
-    def tick(self):
-        self.n += 1
-        if self.n > MAX_FIELDS:
-            raise FrameError("too many fields")
+    def tick(self, n: int = 1) -> None:
+        self.nodes -= n
+        if self.nodes < 0:
+            raise FrameError("more nodes than the parser's budget")
+
+    def text(self, n: int) -> None:
+        self.chars -= n
+        if self.chars < 0:
+            raise FrameError("more string bytes than the parser's budget")
 
 
-def _check_spec(spec, depth=0, budget=None):
+def _check_spec(spec, depth, budget):
     """A JSON type spec -> aspy() form, or FrameError."""
-    budget = budget or _Budget()
     budget.tick()
     if depth > MAX_DEPTH:
         raise FrameError("type nested too deeply")
@@ -63,7 +90,7 @@ def _check_spec(spec, depth=0, budget=None):
     return (spec[0], spec[1], fields)
 
 
-def _dec_scalar(code, x):
+def _dec_scalar(code, x, budget):
     if code in FLOAT_FORMATS:
         if not isinstance(x, str) or len(x) != (8 if code == "f" else 16):
             raise FrameError("bad float encoding")
@@ -75,6 +102,7 @@ def _dec_scalar(code, x):
     if code == "s":
         if not isinstance(x, str):
             raise FrameError("bad string")
+        budget.text(len(x))
         return x
     lo, hi = _INT_RANGES[code]
     if type(x) is not int or not lo <= x <= hi:
@@ -109,18 +137,23 @@ class _Decoder:
         self.budget.tick()
         if isinstance(spec, str):
             if len(spec) == 1 and spec in SCALAR_CODES:
-                return _dec_scalar(spec, x)
+                return _dec_scalar(spec, x, self.budget)
             if spec in ARRAY_DTYPES:
                 return self.blob(x, spec)
             if spec == "as":
-                if not isinstance(x, list) or not all(isinstance(s, str) for s in x):
+                if not isinstance(x, list):
                     raise FrameError("bad string array")
+                self.budget.tick(len(x))
+                if not all(isinstance(s, str) for s in x):
+                    raise FrameError("bad string array")
+                self.budget.text(sum(map(len, x)))
                 return x
             if spec == "v":
                 return None if x is None else self.variant(x, depth)
             if spec == "av":
                 if not isinstance(x, list):
                     raise FrameError("bad variant array")
+                self.budget.tick(len(x))
                 return [None if e is None else self.variant(e, depth) for e in x]
         kind = spec[0]
         if kind == "S":
@@ -128,6 +161,7 @@ class _Decoder:
         if kind == "aS":
             if not isinstance(x, list):
                 raise FrameError("bad structure array")
+            self.budget.tick(len(x))
             return [None if e is None else self.struct(spec[2], e, depth + 1) for e in x]
         if kind == "U":
             if x is None:
@@ -169,10 +203,14 @@ def _type_for(type_json: bytes):
         if hit is not None:
             _type_cache.move_to_end(type_json)
             return hit
-    spec = _check_spec(json.loads(type_json))
+    if len(type_json) > MAX_TYPE_JSON_BYTES:
+        raise FrameError("type description over the parser's budget")
+    if type_json.count(b"[") > 2 * MAX_TYPE_NODES:
+        raise FrameError("more fields than the parser's budget")
+    spec = _check_spec(json.loads(type_json), 0, _Budget(MAX_TYPE_NODES))
     if spec[0] != "S":
         raise FrameError("the top level must be a structure")
-    entry = (spec, Type(spec[2], id=spec[1]))
+    entry = (spec, Type(spec[2], id=spec[1]), set())   # (spec, Type, checks it passed)
     with _type_cache_lock:
         _type_cache[bytes(type_json)] = entry
         while len(_type_cache) > _TYPE_CACHE_SIZE:
@@ -180,10 +218,12 @@ def _type_for(type_json: bytes):
     return entry
 
 
-def deserialize_value(buf) -> Value:
+def deserialize_value(buf, check_type=None) -> Value:
     """Inverse of :func:`serialize_value`; FrameError for anything that is
-    not exactly such a plaintext. Arrays are views of ``buf`` until the
-    Value is built (p4p copies them)."""
+    not exactly such a plaintext, or over the budget. ``check_type``: called
+    with the type (``aspy()`` form) before the values are read, raises
+    FrameError to refuse it. Arrays are views of ``buf`` until the Value is
+    built (p4p copies them)."""
     mv = memoryview(buf).cast("B")
     total = len(mv)
     if total < PLAINTEXT_HEADER.size:
@@ -192,7 +232,7 @@ def deserialize_value(buf) -> Value:
     if magic != PLAINTEXT_MAGIC or version != PLAINTEXT_VERSION or flags or zero:
         raise FrameError("not a pvagpu plaintext of version 1")
     pos = PLAINTEXT_HEADER.size
-    if n_blobs > (total - pos) // 8:
+    if n_blobs > (total - pos) // 8 or n_blobs > MAX_NODES:
         raise FrameError("bad array count")
     lengths = struct.unpack_from(f"<{n_blobs}Q", mv, pos)
     pos += 8 * n_blobs
@@ -218,10 +258,14 @@ def deserialize_value(buf) -> Value:
     if pos != total:
         raise FrameError("trailing bytes after the last array")
     try:
-        spec, typ = _type_for(type_json)
+        spec, typ, passed = _type_for(type_json)
+        if check_type is not None and check_type not in passed:
+            check_type(spec)
+            passed.add(check_type)
+        if tree_json.count(b",") + tree_json.count(b"[") > 4 * MAX_NODES:
+            raise FrameError("more nodes than the parser's budget")
         tree = json.loads(tree_json)
-        budget = _Budget()
-        dec = _Decoder(blobs, budget)
+        dec = _Decoder(blobs, _Budget())
         fields = dec.struct(spec[2], tree, 0)
         if len(dec.used) != len(blobs):
             raise FrameError("unreferenced arrays")

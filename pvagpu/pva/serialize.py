@@ -13,8 +13,8 @@ The layout (little-endian), version 1:
 * zero padding to 8 bytes, then each array's raw bytes, each padded to 8.
 
 :func:`serialize_value` (here) makes it; :func:`pvagpu.pva.deserialize.
-deserialize_value` checks every length, type code, range and nesting depth
-before it builds anything. The encrypted envelope (:mod:`pvagpu.crypto`)
+deserialize_value` checks every length, type code, range and nesting depth,
+within a budget of nodes and string bytes, before it builds anything. The encrypted envelope (:mod:`pvagpu.crypto`)
 carries this layout as its plaintext, but nothing here is cryptography.
 
 The encoder walks ``Value.tolist()`` (one C call that returns every field
@@ -47,8 +47,6 @@ PLAINTEXT_MAGIC = b"PVGV"
 PLAINTEXT_VERSION = 1
 #: magic, version, flags, 0, type JSON length, tree JSON length, number of arrays
 PLAINTEXT_HEADER = struct.Struct("<4sBBHIII")
-MAX_DEPTH = 32
-MAX_FIELDS = 100_000
 
 #: p4p codes of the scalar types (from THE table in pvagpu.ntnda)
 SCALAR_CODES = "".join(row.p4p_code for row in ntnda.SCALAR_TYPES)
