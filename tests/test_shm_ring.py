@@ -99,7 +99,7 @@ def test_ntndarray_values_round_trip_exactly(make_queue, name, value):
     q.put(value)
     got = q.get(timeout=5)
     assert isinstance(got, Value)
-    assert describe(got) == describe(value)   # Type, every field with its type, marks
+    assert describe(got) == describe(value)   # Type, every field with its type
     assert got.type().getID() == value.type().getID()
     assert ntnda.payload(got)[1] == ntnda.payload(value)[1]    # same union member
     frame, original = ntnda.frame_from_value(got), ntnda.frame_from_value(value)
@@ -130,7 +130,7 @@ def test_generic_values_with_ambiguous_unions_and_struct_variants(make_queue):
     q = make_queue()
     q.put(value)
     got = q.get(timeout=5)
-    assert got.tostr() == value.tostr() and got.type().aspy() == value.type().aspy()
+    assert describe(got) == describe(value)
     assert q.ring_stats()["ringSlotsInUse"] == 0
 
 

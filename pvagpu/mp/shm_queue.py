@@ -14,8 +14,10 @@ back what was put:
   (C order). The slot is released when the last reference to the array (or
   to any view of it) goes away, so a processor may keep frames: the ring
   then fills, and further puts wait, rather than overwrite them;
-* a p4p Value: same Type and content (every field marked as changed),
-  built by p4p (which copies the arrays), so its slot is released at once.
+* a p4p Value: same Type and content (every field marked as changed;
+  an anonymous structure or union comes back with the ID ``"structure"``,
+  as p4p's ``Type.aspy()`` describes it), built by p4p (which copies the
+  arrays), so its slot is released at once.
 
 Anything else (ints, dicts, arrays of objects, NumPy subclasses) is pickled
 by the underlying queue, as ``multiprocessing.Queue`` does.
