@@ -87,7 +87,7 @@ def main(argv=None) -> int:
                            repeats)
             p = _Sum({})
             p.setBackend(backend)
-            path = p._device
+            path = p.pipeline
             problem = path.decoder.nvcomp_problem()
             if problem:
                 print(f"{codec:6s} decode: not on the device, nvcomp cannot be used ({problem})")

@@ -6,8 +6,9 @@ Run: pvagpu-consumer -ic pvapy:image -pf examples/gpu_frame_stats.py \
 ``gpu``: "auto" (a GPU when CuPy sees one), "none" (NumPy) or a device number.
 Each frame's mean, min, max, sum and number of pixels above ``threshold``
 are published on the output channel as a structure; the running totals are
-in the status channel's userStats with the GPU fields (backend, device,
-bytes sent to the device, decode and kernel time per frame, ring occupancy).
+in the status channel's userStats (getStats below), next to the
+framework's GPU fields (backend, device, bytes sent to the device, decode
+and kernel time per frame, ring occupancy), which the runtime adds.
 """
 from pvagpu import pva
 from pvagpu.gpu import GpuAdImageProcessor
@@ -46,8 +47,9 @@ class GpuFrameStats(GpuAdImageProcessor):
         self.lastMean, self.lastMax = stats['mean'], stats['max']
         return stats
 
-    def processBatch(self, batch):
-        """With -ao N: the frames of a batch at once, one result per frame."""
+    def processFrameBatch(self, batch):
+        """With -ao N: consecutive frames of one shape stacked in
+        ``batch.images``, processed at once; one result per frame."""
         xp = self.xp
         images = batch.images.astype(xp.float64)
         axes = tuple(range(1, images.ndim))

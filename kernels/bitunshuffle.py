@@ -53,7 +53,7 @@ with a full mask requires. The warp after the last tile copies the raw
 ``n % 8`` trailing elements. Warps with no work return before the first
 shuffle, so control flow around the shuffles is warp-uniform (and
 block-uniform for the live warps, which the CUDA simulator's emulation of
-the shuffle in :mod:`pvagpu.kernels._cudasim` relies on).
+the shuffle in :mod:`pvagpu.testing.cudasim` relies on).
 
 :func:`launch_bitunshuffle` launches it on a CuPy (or, in the simulator,
 NumPy) buffer on a given stream.
@@ -63,6 +63,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, int32, njit, uint32, uint64
 
+from ..codecs.bslz4 import default_block_size
+
 #: elements decoded by one warp
 TILE = 1024
 #: threads per CUDA block of the fast kernel (4 warps)
@@ -71,11 +73,6 @@ _FULL_MASK = 0xFFFFFFFF
 #: unsigned integer dtype used to store an element of each size
 UINT_FOR_SIZE = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32),
                  8: np.dtype(np.uint64)}
-
-
-def default_block_size(itemsize: int) -> int:
-    """bitshuffle's default block size in elements (as pvagpu.codecs.bslz4)."""
-    return max(128, (8192 // itemsize) // 8 * 8)
 
 
 # ---------------------------------------------------------------------------

@@ -10,9 +10,10 @@ assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUD
 import bitshuffle  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pvagpu.kernels import _cudasim, bitunshuffle as bu  # noqa: E402
+from pvagpu.kernels import bitunshuffle as bu  # noqa: E402
+from pvagpu.testing import cudasim  # noqa: E402
 
-assert _cudasim.install(), "the CUDA simulator is not active"
+assert cudasim.install(), "the CUDA simulator is not active"
 
 # (dtype, n, block (0 = default), threads per block). Small on purpose: the
 # simulator runs one Python thread per CUDA thread.

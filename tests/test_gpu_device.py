@@ -1,5 +1,7 @@
 """Every device path against the CPU path, bit for bit (needs a CUDA device
-with CuPy and nvcomp; skips cleanly without one)."""
+with CuPy and nvcomp; skips cleanly without one): the CupyDevice interface,
+device decode of every codec, the frame pipeline's ordering on real
+streams, batches, statistics and the kernel warm-up."""
 import numpy as np
 import pytest
 
@@ -7,7 +9,9 @@ cp = pytest.importorskip("cupy")
 
 from pvagpu import codecs, ntnda  # noqa: E402
 from pvagpu.errors import CorruptPayloadError  # noqa: E402
-from pvagpu.gpu import GpuAdImageProcessor, select_backend  # noqa: E402
+from pvagpu.gpu import (GpuAdImageProcessor, processor_stats,  # noqa: E402
+                        select_backend)
+from pvagpu.gpu.device import CupyDevice  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -45,12 +49,7 @@ class Keep(GpuAdImageProcessor):
         return frame.image
 
 
-class Recorder:
-    def __init__(self):
-        self.values = []
-
-    def updateOutputChannel(self, value):
-        self.values.append(value)
+from gpu.fakes import Recorder  # noqa: E402
 
 
 def _processor(backend, **config):
@@ -184,7 +183,7 @@ def test_gpu_statistics(backend):
     for i in range(5):
         p.process(ntnda.value_from_image(image, i + 1, codec="bslz4"))
     p.flush(wait=True)
-    stats = p.getStats()
+    stats = processor_stats(p)
     assert stats["gpuBackend"] == "cupy" and stats["nDeviceDecodes"] == 5
     assert stats["bytesToDevice"] > 0 and stats["decodeTimeMs"] > 0
     assert stats["ringSlots"] == 4
@@ -199,3 +198,64 @@ def test_start_compiles_the_unshuffle_kernel_for_every_element_size(backend):
     p.process(ntnda.value_from_image(image, 1, codec="bslz4"))
     p.flush(wait=True)
     assert np.array_equal(p.images[-1], image)
+
+
+def test_the_cupy_device_interface(backend):
+    """Each call of the interface on the real device: staging through pinned
+    memory, events and their times, stream waits, uploads and the
+    asynchronous copy back."""
+    dev = CupyDevice(cp, backend.device_id)
+    assert dev.is_gpu and dev.xp is cp
+    with dev.activate():
+        stream, other = dev.new_stream(), dev.new_stream()
+        host, device = dev.alloc_pinned(8192), dev.alloc_device(8192)
+        payload = RNG.integers(0, 255, 5000, dtype=np.uint8)
+        start = dev.record_event(stream, timing=True)
+        staged_host, staged = dev.stage(host, device, payload, stream)
+        with stream:
+            doubled = staged.astype(cp.uint16) * 2
+        end = dev.record_event(stream, timing=True)
+        dev.wait_event(other, end)                 # other waits for stream on the device
+        with other:
+            total = doubled.sum()
+        dev.synchronize_stream(other)
+        assert dev.event_done(end) and dev.elapsed_ms(start, end) >= 0
+        assert np.array_equal(staged_host, payload) and np.array_equal(cp.asnumpy(staged), payload)
+        assert int(total) == int(payload.astype(np.int64).sum() * 2)
+        up = dev.upload(np.arange(12, dtype=np.int32).reshape(3, 4), stream)
+        back, event = dev.to_host_async(up.T * 3, stream)
+        dev.synchronize_event(event)
+        assert np.array_equal(back, np.arange(12).reshape(3, 4).T * 3)
+        array = np.ones(3)
+        assert dev.to_host_async(array, stream) == (array, None)
+        assert dev.current_stream() is not None
+
+
+class Sums(GpuAdImageProcessor):
+    """One result per frame, from a stacked batch or one by one."""
+
+    def processFrame(self, frame):
+        return {"sum": float(frame.image.astype(self.xp.float64).sum())}
+
+    def processFrameBatch(self, batch):
+        sums = batch.images.astype(self.xp.float64).sum(axis=(1, 2))
+        return [{"sum": float(s)} for s in sums]
+
+
+@pytest.mark.parametrize("codec", ["", "lz4", "bslz4", "zlib"])
+def test_batches_on_the_device_match_frames_on_the_cpu(backend, codec):
+    images = [_image(np.uint16, (64, 96)) for _ in range(5)]
+    values = [ntnda.value_from_image(image, i, codec=codec) for i, image in enumerate(images, 1)]
+    gpu = Sums({})
+    gpu.setBackend(backend)
+    gpu.dataPublisher = Recorder()
+    gpu.processBatch(values)
+    cpu = Sums({"gpu": "none"})
+    cpu.dataPublisher = Recorder()
+    cpu.start()
+    for value in values:
+        cpu.process(value)
+    gpu.flush(wait=True)
+    assert [v.todict() for v in gpu.dataPublisher.values] == \
+        [v.todict() for v in cpu.dataPublisher.values]
+    assert processor_stats(gpu)["nGpuFrames"] == 5

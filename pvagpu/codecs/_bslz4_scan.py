@@ -6,7 +6,8 @@ per-block length fields and decodes each block with LZ4_decompress_fast,
 which trusts its input. :func:`scan` therefore
 
 * walks the length fields and checks that every block lies inside the
-  payload (so the decoder never starts a block out of bounds), and
+  payload (so the decoder never starts a block out of bounds; a zero length
+  is refused), and
 * fully parses the LZ4 sequences of the blocks near the end of the payload
   (:func:`lz4_block_ok`), so that no decoding can run off the end.
 
@@ -91,11 +92,16 @@ def lz4_block_ok(buf, start, stop, out_size):
 
 
 @njit(cache=True, nogil=True)
-def scan(buf, pos, nblocks, block_bytes, last_bytes, check_from):
-    """Walk ``nblocks`` blocks framed as (uint32 BE length, LZ4 block) from
-    ``buf[pos]``; every block expands to ``block_bytes`` except the last,
-    which expands to ``last_bytes`` when that is not 0. Blocks whose length
-    field is at or after ``check_from`` are parsed with :func:`lz4_block_ok`.
+def walk(buf, pos, nblocks, block_bytes, last_bytes, check_from, comp_off, comp_size):
+    """THE walk of a bslz4 payload's blocks (the host codec checks with it,
+    pvagpu.gpu.decode plans nvcomp's batch with it): ``nblocks`` blocks
+    framed as (uint32 BE length, LZ4 block) from ``buf[pos]``; every block
+    expands to ``block_bytes`` except the last, which expands to
+    ``last_bytes`` when that is not 0. Blocks whose length field is at or
+    after ``check_from`` are parsed with :func:`lz4_block_ok`; a zero
+    length is never a valid LZ4 block. When ``comp_off`` and ``comp_size``
+    (int64) hold ``nblocks`` entries, the offset and length of each block's
+    data are written to them.
 
     Returns ``(status, block index, position, value)``: on success
     ``(OK, nblocks, end of the last block, 0)``; otherwise the failing block,
@@ -103,6 +109,7 @@ def scan(buf, pos, nblocks, block_bytes, last_bytes, check_from):
     length field.
     """
     n = buf.shape[0]
+    record = comp_off.shape[0] >= nblocks and comp_size.shape[0] >= nblocks
     for i in range(nblocks):
         if n - pos < 4:
             return TRUNCATED_LENGTH, i, pos, 0
@@ -117,7 +124,17 @@ def scan(buf, pos, nblocks, block_bytes, last_bytes, check_from):
             out_size = last_bytes
         if clen > out_size + out_size // 255 + 16:
             return TOO_LONG, i, pos, clen
-        if deep and not lz4_block_ok(buf, pos, pos + clen, out_size):
+        if clen == 0 or (deep and not lz4_block_ok(buf, pos, pos + clen, out_size)):
             return BAD_LZ4, i, pos, clen
+        if record:
+            comp_off[i] = pos
+            comp_size[i] = clen
         pos += clen
     return OK, nblocks, pos, 0
+
+
+@njit(cache=True, nogil=True)
+def scan(buf, pos, nblocks, block_bytes, last_bytes, check_from):
+    """:func:`walk` without recording the blocks (the host codec's check)."""
+    none = np.empty(0, np.int64)
+    return walk(buf, pos, nblocks, block_bytes, last_bytes, check_from, none, none)

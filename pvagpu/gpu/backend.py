@@ -1,7 +1,9 @@
 """The array backend: CuPy on a CUDA device, or NumPy.
 
-``--gpu auto|none|N`` is parsed by :func:`parse_gpu_spec` and resolved once,
-at start, by :func:`select_backend`:
+``--gpu auto|none|N`` is parsed by :func:`parse_gpu_spec`, the one parser
+of that flag (the CLI validates the flag with it, the processor's start()
+reads its ``configDict['gpu']`` with it), and resolved once, at start, by
+:func:`select_backend`:
 
 * ``none``: NumPy.
 * ``auto``: CuPy on device 0 when CuPy imports and sees a device, otherwise

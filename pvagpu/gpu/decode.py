@@ -1,47 +1,67 @@
-"""Device decode of areaDetector payloads, and its host twin.
+"""Decoding staged payloads: one decoder per device, one dispatch rule.
 
-Codecs decoded on the device (:data:`DEVICE_CODECS`):
+Which payloads are decoded from the staging ring, and which are decoded on
+the host by :mod:`pvagpu.codecs` and uploaded, is decided once, by
+:func:`decodes_on_device`, for every device: ``""`` (uncompressed), ``lz4``
+(one raw LZ4 block; not the HDF5 LZ4-filter chunks that are also sent as
+``lz4``) and ``bslz4``. A decoder turns a staged payload of those codecs
+into a 1-D array on its device:
 
-* ``""`` (uncompressed): no decode, the staged bytes are the pixels;
-* ``lz4``: one raw LZ4 block, decoded by nvcomp's batched LZ4 (a batch of 1);
-* ``bslz4``: the framing walk (:func:`bslz4_blocks`, on the host: it reads
-  only the 4-byte big-endian length before each block) gives the offset and
-  length of every LZ4 block; nvcomp decompresses all blocks in one batched
-  call into the bit-shuffled buffer, the raw tail is copied after them, and
-  :mod:`pvagpu.kernels.bitunshuffle` unshuffles into the output dtype.
+* :class:`HostDecoder` (the NumPy backend, :class:`~.device.HostDevice`):
+  the host codecs of :mod:`pvagpu.codecs`, the same code as everywhere
+  else on the host.
+* :class:`DeviceDecoder` (a GPU, :class:`~.device.CupyDevice`): ``""`` is
+  a device-to-device copy; ``lz4`` one nvcomp batched-LZ4 call (a batch of
+  1); ``bslz4``: the block walk of :mod:`pvagpu.codecs._bslz4_scan` (on the
+  host: it reads the 4-byte length before each block) gives the offset and length of every LZ4
+  block (:func:`bslz4_blocks`); nvcomp decompresses all blocks in one
+  batched call into the bit-shuffled buffer, the raw tail is copied after
+  them, and the bit-unshuffle kernel writes the output dtype. nvcomp's
+  status and size of every block are checked before the frame is handed
+  on. When nvcomp cannot be loaded, lz4 and bslz4 are decoded on the host
+  instead (logged once).
 
-Every other codec (blosc, jpeg, zlib, lz4hdf5, and ``lz4`` payloads that
-are HDF5 LZ4-filter chunks) is decoded on the host by :mod:`pvagpu.codecs`
-and uploaded.
-
-A corrupt payload raises :class:`~pvagpu.errors.CorruptPayloadError`: the
-framing walk checks that every block lies inside the payload and that the
-blocks and tail add up to uncompressedSize; nvcomp (run with its CUDA
-backend, which validates its input, not the hardware decompression engine,
-which does not) reports a status and the decompressed size of every block,
-and both are checked before the frame is handed on. Output buffers are new
-for every frame, so a bad frame never leaves anything behind for the next.
-
-:class:`DeviceDecoder` and :class:`Nvcomp` are the device-only code; the
-rest runs (and is tested) on the host.
+Corrupt payloads raise :class:`~pvagpu.errors.CorruptPayloadError`. Output
+buffers are new for every frame, so a bad frame leaves nothing behind.
 """
 from __future__ import annotations
 
-import ctypes
+import logging
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .. import codecs
+from ..codecs import _bslz4_scan
 from ..codecs import bslz4 as _bslz4
 from ..codecs._framing import lz4_decompress_block
 from ..codecs.lz4 import is_hdf5_chunk
 from ..errors import CorruptPayloadError
+from .nvcomp import NVCOMP_SUCCESS, Nvcomp
 
-#: codecs that the device decodes itself
+#: codecs decoded from the staging ring (all others: host decode + upload)
 DEVICE_CODECS = ("", "lz4", "bslz4")
 
+_log = logging.getLogger(__name__)
+
+
+def decodes_on_device(name: str, payload: np.ndarray, uncompressed_size: int) -> bool:
+    """Whether a payload is decoded from the staging ring (else: host decode
+    + upload)."""
+    if name not in DEVICE_CODECS:
+        return False
+    return not (name == "lz4" and is_hdf5_chunk(payload, uncompressed_size))
+
+
+def check_uncompressed(nbytes: int, uncompressed_size: int) -> None:
+    if nbytes != uncompressed_size:
+        raise CorruptPayloadError(
+            f"payload of {nbytes} bytes, uncompressedSize {uncompressed_size}")
+
+
+# ---------------------------------------------------------------------------
+# The bslz4 block plan (what nvcomp is given)
+# ---------------------------------------------------------------------------
 
 @dataclass
 class BlockPlan:
@@ -65,46 +85,30 @@ class BlockPlan:
         return self.n_elements * self.itemsize
 
 
-@njit(cache=True, nogil=True)
-def _walk(buf, pos, nblocks, block_bytes, last_bytes, comp_off, comp_size, out_off, out_size):
-    """Fill the block arrays; returns (0, end) or (block index + 1, position)
-    of the first block whose length field or data lies outside the payload."""
-    n = buf.shape[0]
-    out = 0
-    for i in range(nblocks):
-        if n - pos < 4:
-            return i + 1, pos
-        clen = ((np.int64(buf[pos]) << 24) | (np.int64(buf[pos + 1]) << 16)
-                | (np.int64(buf[pos + 2]) << 8) | np.int64(buf[pos + 3]))
-        pos += 4
-        expand = last_bytes if (i == nblocks - 1 and last_bytes) else block_bytes
-        if clen > n - pos or clen == 0 or clen > expand + expand // 255 + 16:
-            return i + 1, pos
-        comp_off[i] = pos
-        comp_size[i] = clen
-        out_off[i] = out
-        out_size[i] = expand
-        out += expand
-        pos += clen
-    return 0, pos
-
-
 def _plan(payload, start, block_bytes, dtype, uncompressed_size):
     itemsize = dtype.itemsize
     block, nblocks, partial, tail = _bslz4.block_geometry(start, block_bytes, dtype,
                                                          uncompressed_size)
     n = uncompressed_size // itemsize
-    arrays = [np.empty(nblocks, np.int64) for _ in range(4)]
-    bad, end = _walk(payload, start, nblocks, block_bytes, partial * itemsize, *arrays)
-    if bad:
-        raise CorruptPayloadError(
-            f"bslz4: block {bad - 1} of {nblocks} (block size {block_bytes} bytes) at byte "
-            f"{end} does not fit the {payload.size}-byte payload")
-    if end + tail != payload.size:
+    comp_offsets, comp_sizes = np.empty(nblocks, np.int64), np.empty(nblocks, np.int64)
+    size = payload.size
+    # no block is parsed on the host (check_from past the end): nvcomp's CUDA
+    # backend validates every block itself, and reports each failure
+    status, index, end, length = _bslz4_scan.walk(
+        payload, start, nblocks, block_bytes, partial * itemsize, size + 1, comp_offsets,
+        comp_sizes)
+    if status:
+        raise _bslz4._scan_error(_bslz4_scan, status, index, nblocks, end, length, payload,
+                                 start, block_bytes, n, dtype)
+    if end + tail != size:
         raise CorruptPayloadError(
             f"bslz4: {n} {dtype.name} elements end at byte {end + tail}, payload is "
-            f"{payload.size} bytes")
-    return BlockPlan(*arrays, tail_offset=end, tail_bytes=tail, block_elements=block,
+            f"{size} bytes")
+    out_sizes = np.full(nblocks, block_bytes, np.int64)
+    if partial:
+        out_sizes[-1] = partial * itemsize
+    return BlockPlan(comp_offsets, comp_sizes, np.arange(nblocks, dtype=np.int64) * block_bytes,
+                     out_sizes, tail_offset=end, tail_bytes=tail, block_elements=block,
                      n_elements=n, itemsize=itemsize)
 
 
@@ -129,100 +133,36 @@ def lz4_blocks_on_host(payload: np.ndarray, plan: BlockPlan) -> np.ndarray:
     return out
 
 
-def decodes_on_device(name: str, payload: np.ndarray, uncompressed_size: int) -> bool:
-    """Whether the device decodes this payload (else: host decode + upload)."""
-    if name not in DEVICE_CODECS:
-        return False
-    return not (name == "lz4" and is_hdf5_chunk(payload, uncompressed_size))
-
-
 # ---------------------------------------------------------------------------
-# Device-only code: nvcomp through its C API, and the decoder
+# The decoders
 # ---------------------------------------------------------------------------
 
-NVCOMP_SUCCESS = 0
-NVCOMP_DECOMPRESS_BACKEND_CUDA = 2   # validates its input; the hardware engine does not
-#: the nvcomp major version whose C API (nvcomp/lz4.h of 6.0) the binding below
-#: follows; the signatures differ between majors (5.x has no
-#: nvcompBatchedLZ4DecompressGetTempSize), so another major is refused
-NVCOMP_MAJOR = 6
+class HostDecoder:
+    """The decoder of :class:`~.device.HostDevice`: :mod:`pvagpu.codecs`."""
 
+    def decodes(self, name: str, payload, uncompressed_size: int) -> bool:
+        return decodes_on_device(name, payload, uncompressed_size)
 
-class _Properties(ctypes.Structure):
-    """nvcompProperties_t (nvcomp.h): version = major * 1000 + minor * 100 + patch."""
-    _fields_ = [("version", ctypes.c_uint32), ("cudart_version", ctypes.c_uint32)]
+    def warm_up(self) -> None:
+        """Nothing to compile: the runtime warms the host codecs up."""
 
-
-class _LZ4DecompressOpts(ctypes.Structure):
-    """nvcompBatchedLZ4DecompressOpts_t (nvcomp 5/6 lz4.h), passed by value."""
-    _fields_ = [("backend", ctypes.c_int), ("sort_before_hw_decompress", ctypes.c_int),
-                ("data_type", ctypes.c_int), ("bitshuffle_mode", ctypes.c_int),
-                ("reserved", ctypes.c_char * 48)]
-
-
-class Nvcomp:
-    """nvcomp's batched LZ4 decompression through ctypes (libnvcomp.so.6 from
-    the nvidia-libnvcomp-cu13 wheel, which nvidia-nvcomp-cu13 depends on)."""
-
-    def __init__(self, lib=None):
-        if lib is None:
-            lib = self._load()
-        self.lib = lib
-        lib.nvcompGetProperties.argtypes = [ctypes.POINTER(_Properties)]
-        lib.nvcompGetProperties.restype = ctypes.c_int
-        props = _Properties()
-        status = lib.nvcompGetProperties(ctypes.byref(props))
-        self.version = props.version
-        if status != NVCOMP_SUCCESS or self.version // 1000 != NVCOMP_MAJOR:
-            raise RuntimeError(
-                f"nvcomp {self.version // 1000}.{self.version % 1000 // 100}."
-                f"{self.version % 100} (status {status}): pvagpu calls the C API of nvcomp "
-                f"{NVCOMP_MAJOR}.x (nvidia-libnvcomp-cu13 or -cu12 {NVCOMP_MAJOR}.x)")
-        size_t, vp = ctypes.c_size_t, ctypes.c_void_p
-        lib.nvcompBatchedLZ4DecompressGetTempSize.argtypes = [
-            size_t, size_t, _LZ4DecompressOpts, ctypes.POINTER(size_t), size_t, vp]
-        lib.nvcompBatchedLZ4DecompressGetTempSize.restype = ctypes.c_int
-        lib.nvcompBatchedLZ4DecompressAsync.argtypes = [
-            vp, vp, vp, vp, size_t, vp, size_t, vp, _LZ4DecompressOpts, vp, vp]
-        lib.nvcompBatchedLZ4DecompressAsync.restype = ctypes.c_int
-        self.opts = _LZ4DecompressOpts(backend=NVCOMP_DECOMPRESS_BACKEND_CUDA)
-
-    @staticmethod
-    def _load():
-        try:
-            from nvidia import libnvcomp
-            lib = libnvcomp.load_library()
-            if lib is not None:
-                return lib
-        except ImportError:
-            pass
-        return ctypes.CDLL("libnvcomp.so.6")
-
-    def temp_bytes(self, n_chunks: int, max_chunk: int, total: int, stream_ptr: int) -> int:
-        out = ctypes.c_size_t(0)
-        status = self.lib.nvcompBatchedLZ4DecompressGetTempSize(
-            n_chunks, max_chunk, self.opts, ctypes.byref(out), total, stream_ptr)
-        if status != NVCOMP_SUCCESS:
-            raise RuntimeError(f"nvcompBatchedLZ4DecompressGetTempSize failed: status {status}")
-        return out.value
-
-    def decompress(self, comp_ptrs, comp_sizes, out_sizes, actual_sizes, n_chunks, temp_ptr,
-                   temp_bytes, out_ptrs, statuses, stream_ptr) -> None:
-        """All pointer arguments are device addresses (ints)."""
-        status = self.lib.nvcompBatchedLZ4DecompressAsync(
-            comp_ptrs, comp_sizes, out_sizes, actual_sizes, n_chunks, temp_ptr or None,
-            temp_bytes, out_ptrs, self.opts, statuses, stream_ptr)
-        if status != NVCOMP_SUCCESS:
-            raise CorruptPayloadError(f"nvcomp LZ4 decompression could not start: status {status}")
+    def decode(self, name: str, staged, dtype: np.dtype, uncompressed_size: int):
+        if name == "":
+            check_uncompressed(staged.nbytes, uncompressed_size)
+            return staged.device.view(dtype)
+        return codecs.decode(name, staged.device, dtype, uncompressed_size)
 
 
 class DeviceDecoder:
-    """Decodes a staged payload on its stream into a new device array."""
+    """The decoder of :class:`~.device.CupyDevice` (see the module
+    docstring): decodes a staged payload on its stream into a new array."""
 
-    def __init__(self, cupy, nvcomp: Nvcomp | None = None):
-        self.cp = cupy
+    def __init__(self, device, nvcomp: Nvcomp | None = None):
+        self.device = device
+        self.cp = device.xp
         self._nvcomp = nvcomp
         self._nvcomp_problem = None
+        self._nvcomp_warned = False
 
     @property
     def nvcomp(self) -> Nvcomp:
@@ -231,8 +171,7 @@ class DeviceDecoder:
         return self._nvcomp
 
     def nvcomp_problem(self) -> str | None:
-        """None when nvcomp is usable, else why not (found out once): then
-        lz4 and bslz4 are decoded on the host instead of failing every frame."""
+        """None when nvcomp is usable, else why not (found out once)."""
         if self._nvcomp is None and self._nvcomp_problem is None:
             try:
                 self._nvcomp = Nvcomp()
@@ -240,13 +179,25 @@ class DeviceDecoder:
                 self._nvcomp_problem = f"{type(exc).__name__}: {exc}"
         return self._nvcomp_problem
 
+    def decodes(self, name: str, payload, uncompressed_size: int) -> bool:
+        if not decodes_on_device(name, payload, uncompressed_size):
+            return False
+        if name == "":
+            return True
+        problem = self.nvcomp_problem()
+        if problem and not self._nvcomp_warned:
+            self._nvcomp_warned = True
+            _log.warning("nvcomp cannot be used (%s): lz4 and bslz4 frames are decoded on the "
+                         "host", problem)
+        return problem is None
+
     def warm_up(self) -> None:
         """Compile the bit-unshuffle kernel for every element size now:
         numba compiles a kernel on its first launch (about a second per
         signature), which would stall the first bslz4 frames of a stream
         and overrun the staging ring. Waits for the launches."""
-        cp = self.cp
-        stream = cp.cuda.Stream(non_blocking=True)
+        cp, device = self.cp, self.device
+        stream = device.new_stream()
         for itemsize in (1, 2, 4, 8):
             data = np.arange(64, dtype=f"u{itemsize}")
             plan = bslz4_blocks(codecs.encode("bslz4", data), data.dtype, data.nbytes)
@@ -254,7 +205,7 @@ class DeviceDecoder:
                 shuffled = cp.zeros(plan.out_bytes, cp.uint8)
                 out = cp.empty(plan.n_elements, data.dtype)
                 self._unshuffle(shuffled, out, plan, stream)
-        stream.synchronize()
+        device.synchronize_stream(stream)
 
     def decode(self, name: str, staged, dtype: np.dtype, uncompressed_size: int):
         """1-D device array of ``dtype``; ``staged`` from the SlotRing."""
@@ -262,9 +213,7 @@ class DeviceDecoder:
         stream = staged.stream
         with stream:
             if name == "":
-                if staged.nbytes != uncompressed_size:
-                    raise CorruptPayloadError(
-                        f"payload of {staged.nbytes} bytes, uncompressedSize {uncompressed_size}")
+                check_uncompressed(staged.nbytes, uncompressed_size)
                 out = cp.empty(uncompressed_size, cp.uint8)
                 out[...] = staged.device          # device-to-device: the slot is reused later
                 return out.view(dtype)
@@ -274,14 +223,15 @@ class DeviceDecoder:
                     return out.view(dtype)
                 sizes = np.array([staged.nbytes], np.int64)
                 self._lz4_batch(staged.device, np.zeros(1, np.int64), sizes, out,
-                                np.zeros(1, np.int64), np.array([uncompressed_size], np.int64))
+                                np.zeros(1, np.int64), np.array([uncompressed_size], np.int64),
+                                stream)
                 return out.view(dtype)
             if name == "bslz4":
                 plan = bslz4_blocks(staged.host, dtype, uncompressed_size)
                 shuffled = cp.empty(max(plan.out_bytes, 4), cp.uint8)
                 if plan.n_blocks:
                     self._lz4_batch(staged.device, plan.comp_offsets, plan.comp_sizes, shuffled,
-                                    plan.out_offsets, plan.out_sizes)
+                                    plan.out_offsets, plan.out_sizes, stream)
                 if plan.tail_bytes:
                     shuffled[plan.out_bytes - plan.tail_bytes:plan.out_bytes] = \
                         staged.device[plan.tail_offset:plan.tail_offset + plan.tail_bytes]
@@ -290,12 +240,11 @@ class DeviceDecoder:
                 return out
         raise CorruptPayloadError(f"codec {name!r} is not decoded on the device")
 
-    def _lz4_batch(self, src, comp_offsets, comp_sizes, dst, out_offsets, out_sizes):
-        """nvcomp batched LZ4 of blocks of ``src`` into ``dst`` on the current
-        stream; raises CorruptPayloadError on any failed block (synchronizes)."""
+    def _lz4_batch(self, src, comp_offsets, comp_sizes, dst, out_offsets, out_sizes, stream):
+        """nvcomp batched LZ4 of blocks of ``src`` into ``dst`` on ``stream``
+        (current); CorruptPayloadError on any failed block (synchronizes)."""
         cp = self.cp
         n = int(comp_sizes.size)
-        stream_ptr = cp.cuda.get_current_stream().ptr
         comp_ptrs = cp.asarray(np.asarray(comp_offsets, np.uint64) + np.uint64(src.data.ptr))
         out_ptrs = cp.asarray(np.asarray(out_offsets, np.uint64) + np.uint64(dst.data.ptr))
         d_comp_sizes = cp.asarray(np.asarray(comp_sizes, np.uint64))
@@ -303,25 +252,19 @@ class DeviceDecoder:
         actual = cp.zeros(n, cp.uint64)
         statuses = cp.full(n, -1, cp.int32)
         max_chunk = int(np.max(out_sizes))
-        temp = self.nvcomp.temp_bytes(n, max_chunk, int(np.sum(out_sizes)), stream_ptr)
+        temp = self.nvcomp.temp_bytes(n, max_chunk, int(np.sum(out_sizes)), stream.ptr)
         temp_buf = cp.empty(temp, cp.uint8) if temp else None
         self.nvcomp.decompress(comp_ptrs.data.ptr, d_comp_sizes.data.ptr, d_out_sizes.data.ptr,
                                actual.data.ptr, n, temp_buf.data.ptr if temp else 0, temp,
-                               out_ptrs.data.ptr, statuses.data.ptr, stream_ptr)
-        bad = cp.count_nonzero((statuses != NVCOMP_SUCCESS) | (actual != d_out_sizes))
-        n_bad = int(bad)                       # synchronizes this stream only
+                               out_ptrs.data.ptr, statuses.data.ptr, stream.ptr)
+        failed = (statuses != NVCOMP_SUCCESS) | (actual != d_out_sizes)
+        n_bad = int(cp.count_nonzero(failed))       # synchronizes this stream only
         if n_bad:
-            first = int(cp.argmax((statuses != NVCOMP_SUCCESS) | (actual != d_out_sizes)))
+            first = int(cp.argmax(failed))
             raise CorruptPayloadError(
                 f"nvcomp: {n_bad} of {n} LZ4 blocks failed (first: block {first}, status "
                 f"{int(statuses[first])}, {int(actual[first])} of {int(out_sizes[first])} bytes)")
 
     def _unshuffle(self, shuffled, out, plan: BlockPlan, stream):
-        from numba import cuda
-        from ..kernels.bitunshuffle import launch_bitunshuffle
-        nb_stream = cuda.external_stream(stream.ptr)
-        # sync=False: numba must not synchronize CuPy's stream on import
-        src = cuda.as_cuda_array(shuffled, sync=False)
-        dst = cuda.as_cuda_array(out, sync=False)
-        launch_bitunshuffle(src, dst, plan.n_elements, plan.itemsize, plan.block_elements,
-                            stream=nb_stream)
+        self.device.bitunshuffle(shuffled, out, plan.n_elements, plan.itemsize,
+                                 plan.block_elements, stream)

@@ -2,9 +2,10 @@
 copied once into a slot of page-locked host memory and sent to the device
 asynchronously on a CUDA stream.
 
-:class:`SlotRing` is the bookkeeping, in pure Python, written against a
-small *device interface* (:class:`CupyDevice` on a GPU; tests use a fake).
-Rules:
+:class:`SlotRing` is the bookkeeping, in pure Python, written against the
+device interface of :mod:`.device` (:class:`~.device.CupyDevice` on a GPU,
+:class:`~.device.HostDevice` on the NumPy backend, where staging copies
+nothing and events complete at once). Rules:
 
 * slots are used round-robin; slot ``i`` always uses stream
   ``i % n_streams``, so successive frames go to different streams and
@@ -28,8 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Optional
-
-import numpy as np
 
 from ..errors import ConfigurationError
 
@@ -58,20 +57,14 @@ class Slot:
     nbytes: int = 0      # bytes of the frame now in the slot
 
 
-@dataclass
+@dataclass(slots=True)
 class Staged:
     """A payload on its way to the device: ``device`` (uint8, ``nbytes``) is
-    valid in stream order on ``stream``; ``host`` is the pinned copy."""
+    valid in stream order on ``stream``; ``host`` is the host copy."""
     slot: Slot
     nbytes: int
-
-    @property
-    def device(self):
-        return self.slot.device[: self.nbytes]
-
-    @property
-    def host(self):
-        return self.slot.host[: self.nbytes]
+    host: Any
+    device: Any
 
     @property
     def stream(self):
@@ -138,20 +131,22 @@ class SlotRing:
             self.n_overruns += 1
             return None
         self._next = (self._next + 1) % self.n_slots
-        host = slot.host[:nbytes]
-        host[...] = payload                      # the one host copy
-        self.device.copy_to_device(slot.device, host, nbytes, slot.stream)
+        host, device = self.device.stage(slot.host, slot.device, payload, slot.stream)
         slot.event = self.device.record_event(slot.stream)
         slot.nbytes = nbytes
         self.n_staged += 1
         self.bytes_to_device += nbytes
-        return Staged(slot, nbytes)
+        return Staged(slot, nbytes, host, device)
+
+    def count_upload(self, nbytes: int) -> None:
+        """Count bytes sent to the device outside the ring (host-decoded frames)."""
+        self.bytes_to_device += int(nbytes)
 
     def synchronize(self) -> None:
         """Wait until every slot's copy has completed."""
         for slot in self.slots:
             if slot.event is not None:
-                self.device.wait_event(slot.event)
+                self.device.synchronize_event(slot.event)
 
     def stats(self) -> dict:
         return {"ringSlots": self.n_slots, "ringSlotBytes": self.slot_bytes,
@@ -162,74 +157,3 @@ class SlotRing:
     def reset_stats(self) -> None:
         self.n_staged = self.n_overruns = self.n_resizes = self.bytes_to_device = 0
 
-
-class HostDevice:
-    """The device interface on the host (NumPy): the CPU twin of
-    :class:`CupyDevice`; copies are synchronous and events complete at once."""
-
-    def new_stream(self):
-        return None
-
-    def alloc_pinned(self, nbytes: int):
-        return np.empty(nbytes, np.uint8)
-
-    def alloc_device(self, nbytes: int):
-        return np.empty(nbytes, np.uint8)
-
-    def copy_to_device(self, dst, src, nbytes: int, stream) -> None:
-        dst[:nbytes] = src[:nbytes]
-
-    def record_event(self, stream):
-        return True
-
-    def event_done(self, event) -> bool:
-        return True
-
-    def wait_event(self, event) -> None:
-        pass
-
-    def synchronize_stream(self, stream) -> None:
-        pass
-
-
-class CupyDevice:
-    """The device interface on a CUDA device with CuPy (device-only code).
-
-    Pinned buffers come from ``cupy.cuda.alloc_pinned_memory`` (page-locked,
-    so ``cudaMemcpyAsync`` from them is truly asynchronous); the numpy array
-    made with ``np.frombuffer`` holds the PinnedMemoryPointer through the
-    buffer protocol, so the pinned memory lives exactly as long as the slot's
-    array. Device buffers are ``cupy.empty`` arrays (CuPy's memory pool)."""
-
-    def __init__(self, cupy):
-        self.cp = cupy
-
-    def new_stream(self):
-        return self.cp.cuda.Stream(non_blocking=True)
-
-    def alloc_pinned(self, nbytes: int):
-        mem = self.cp.cuda.alloc_pinned_memory(nbytes)
-        return np.frombuffer(mem, dtype=np.uint8, count=nbytes)
-
-    def alloc_device(self, nbytes: int):
-        return self.cp.empty(nbytes, dtype=self.cp.uint8)
-
-    def copy_to_device(self, dst, src, nbytes: int, stream) -> None:
-        # cudaMemcpyAsync host -> device on `stream`; src is pinned, so the
-        # call returns at once and the copy runs on the copy engine
-        self.cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.ctypes.data, nbytes,
-                                         self.cp.cuda.runtime.memcpyHostToDevice, stream.ptr)
-
-    def record_event(self, stream):
-        event = self.cp.cuda.Event(block=False, disable_timing=True)
-        event.record(stream)
-        return event
-
-    def event_done(self, event) -> bool:
-        return event.done
-
-    def wait_event(self, event) -> None:
-        event.synchronize()
-
-    def synchronize_stream(self, stream) -> None:
-        stream.synchronize()
