@@ -1,4 +1,4 @@
-"""pvagpu.pva._p4p_compat: the three uses of p4p internals.
+"""pvagpu.pva._p4p_compat: the four uses of p4p internals.
 
 Each test fails with a message naming what a p4p upgrade changed, so that
 the fix goes to the one module that depends on it.
@@ -107,3 +107,36 @@ def test_is_type_mismatch_tells_p4ps_refusal_of_another_type():
     assert pv.current()["value"] == 3
     assert not _p4p_compat.is_type_mismatch(RuntimeError("server stopped"))
     assert not _p4p_compat.is_type_mismatch(ValueError("exact type"))
+
+
+def test_as_type_copies_into_an_equal_type_sharing_arrays_and_keeping_variant_types():
+    """Value(type, value): arrays shared, variant scalar types, the union
+    member and the changed marks kept, and the result posts to a record of
+    that type."""
+    import numpy as np
+
+    from pvagpu import ntnda
+    from pvagpu.pva.type_text import variant_types_and_union_members_from_tostr
+
+    spec = ntnda.NTNDARRAY_TYPE.aspy()[2]
+    other = Type(list(spec), id=ntnda.NTNDARRAY_TYPE.getID())
+    image = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    value = ntnda.build_value(("ushortValue", image.reshape(-1)), 7, shape=image.shape,
+                              dtype=image.dtype, value_type=other,
+                              attributes=[{"name": "F", "value": ("f", 1.5)}])
+    value.mark("descriptor", False)
+    converted = _p4p_compat.as_type(value, ntnda.NTNDARRAY_TYPE)
+    where = "_p4p_compat.as_type (Value(type, value)) "
+    assert converted.type().aspy() == ntnda.NTNDARRAY_TYPE.aspy()
+    assert np.shares_memory(converted["value"], value["value"]), (
+        where + "copies the arrays now: find another p4p path or accept the copy")
+    variants, unions = variant_types_and_union_members_from_tostr(converted["attribute"][1])
+    assert variants == {"value": "f"}, where + f"changes variant types now: {variants}"
+    assert converted["codec.parameters"] == value["codec.parameters"]
+    assert ntnda.payload(converted)[1].union_key == "ushortValue", where + "loses the union member"
+    assert converted.changedSet() == value.changedSet(), where + "changes the changed marks"
+    pv = SharedPV(initial=ntnda.value_from_image(np.zeros((1, 1), np.uint8), 1))
+    with pytest.raises(RuntimeError):
+        pv.post(value)
+    pv.post(converted)
+    assert pv.current()["uniqueId"] == 7

@@ -4,6 +4,7 @@ import pytest
 from p4p.client.thread import Context
 from p4p.nt import NTNDArray
 
+from conftest import wait_for
 from pvagpu import ntnda
 from pvagpu.pva.publisher import LocalServer, Publisher
 
@@ -51,3 +52,67 @@ def test_publish_failures_are_counted_and_publishing_goes_on(pva_env):
         publisher.close()
         server.stop()
     assert server.channels == []
+
+
+@pytest.mark.pva
+def test_equal_structures_built_elsewhere_go_out_on_the_open_record(pva_env):
+    """The record opened from pva.NtNdArray(extraFields) (as pvapy's split
+    example's getOutputPvObjectType) takes tiles from generateNtNdArray2D,
+    whose Type is another object of the same structure: every tile reaches a
+    subscribed client, the record is never re-opened (issue 13: 20 of 124)."""
+    from pvagpu import pva
+    from pvagpu.utility import AdImageUtility
+
+    server = LocalServer()
+    publisher = Publisher(server, "test:tiles:output")
+    seen = []
+    try:
+        publisher.open(pva.NtNdArray({"tileIndexX": pva.INT, "tileIndexY": pva.INT}))
+        with Context("pva", nt=False) as ctx:
+            sub = ctx.monitor("test:tiles:output", seen.append,
+                              request="record[queueSize=200]field()")
+            wait_for(lambda: seen, message="client subscribed")
+            n_tiles = 0
+            for frame_id in range(1, 32):
+                for i in range(2):
+                    for j in range(2):
+                        coordinates = pva.PvObject({"tileIndexX": pva.INT, "tileIndexY": pva.INT},
+                                                   {"tileIndexX": i, "tileIndexY": j})
+                        publisher.updateOutputChannel(AdImageUtility.generateNtNdArray2D(
+                            frame_id, np.full((3, 4), frame_id, np.uint16),
+                            extraFieldsPvObject=coordinates))
+                        n_tiles += 1
+            wait_for(lambda: len(seen) >= 1 + n_tiles, message=f"{n_tiles} tiles at the client")
+            sub.close()
+        tiles = seen[1:]
+        assert len(tiles) == 124 == n_tiles
+        assert [(t["uniqueId"], t["tileIndexX"], t["tileIndexY"]) for t in tiles] == [
+            (f, i, j) for f in range(1, 32) for i in range(2) for j in range(2)]
+        assert all(ntnda.frame_from_value(t).image[0, 0] == t["uniqueId"] for t in tiles)
+        assert publisher.n_type_changes == 0 and publisher.n_converted == 124
+        assert (publisher.counters.n_published, publisher.counters.n_errors) == (124, 0)
+    finally:
+        publisher.close()
+        server.stop()
+
+
+@pytest.mark.pva
+def test_a_different_structure_reopens_once_with_a_warning(pva_env, caplog):
+    from pvagpu import pva
+
+    server = LocalServer()
+    publisher = Publisher(server, "test:other:output")
+    try:
+        publisher.open(pva.NtNdArray())
+        tile = pva.NtNdArray({"tileIndexX": pva.INT})
+        tile["uniqueId"] = 5
+        with caplog.at_level("WARNING", logger="pvagpu.pva.publisher"):
+            publisher.updateOutputChannel(tile)
+            publisher.updateOutputChannel(pva.NtNdArray({"tileIndexX": pva.INT}))
+        assert publisher.n_type_changes == 1 and publisher.counters.n_errors == 0
+        assert "fields added: ['tileIndexX']" in caplog.text
+        with Context("pva", nt=False) as ctx:
+            assert "tileIndexX" in ctx.get("test:other:output", timeout=10)
+    finally:
+        publisher.close()
+        server.stop()

@@ -7,12 +7,20 @@ keeps its ``getStatsPvaTypes()`` unchanged after replacing
 ``import pvaccess as pva`` with ``from pvagpu import pva``. They are the
 members of :class:`pvagpu.ntnda.PvType` (THE table of scalar types), named
 here one by one so that readers and editors see them.
+
+pvapy's object constructors (``PvObject``, ``NtNdArray``, ``NtAttribute``,
+``PvInt`` and friends, ``PvTimeStamp``, ``PvDimension``, ``PvCodec``,
+``PvAlarm``) are here too, as builders of p4p Values
+(:mod:`pvagpu.pva.objects`).
 """
 # pvapy processors catch ``pva.QueueEmpty`` around metadataQueueMap[...].get();
 # pvagpu's metadata queues raise queue.Empty, exported here under that name.
 from queue import Empty as QueueEmpty
 
 from ..ntnda import PvType
+from .objects import (NtAttribute, NtNdArray, PvAlarm, PvBoolean, PvByte, PvCodec, PvDimension,
+                      PvDouble, PvFloat, PvInt, PvLong, PvObject, PvScalar, PvShort, PvString,
+                      PvTimeStamp, PvUByte, PvUInt, PvULong, PvUShort)
 
 BOOLEAN = PvType.BOOLEAN
 BYTE = PvType.BYTE
@@ -28,4 +36,7 @@ DOUBLE = PvType.DOUBLE
 STRING = PvType.STRING
 
 __all__ = ["BOOLEAN", "BYTE", "SHORT", "INT", "LONG", "UBYTE", "USHORT", "UINT", "ULONG",
-           "FLOAT", "DOUBLE", "STRING", "QueueEmpty"]
+           "FLOAT", "DOUBLE", "STRING", "QueueEmpty",
+           "PvObject", "PvScalar", "PvBoolean", "PvByte", "PvUByte", "PvShort", "PvUShort",
+           "PvInt", "PvUInt", "PvLong", "PvULong", "PvFloat", "PvDouble", "PvString",
+           "PvTimeStamp", "PvDimension", "PvCodec", "PvAlarm", "NtAttribute", "NtNdArray"]

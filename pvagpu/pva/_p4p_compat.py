@@ -1,4 +1,4 @@
-"""The three places where pvagpu relies on p4p internals, and nowhere else.
+"""The four places where pvagpu relies on p4p internals, and nowhere else.
 
 Each is a measured speed-up or the only way p4p offers to tell a case
 apart, and each has a test in tests/test_p4p_compat.py that fails with a
@@ -10,7 +10,12 @@ message naming the function when a p4p upgrade changes what it relies on:
   (non-Python) network thread alive between callbacks;
 * :func:`is_type_mismatch`: p4p refusing to post a Value whose type is not
   the very type object the record was opened with (told only by the text
-  of its RuntimeError).
+  of its RuntimeError);
+* :func:`as_type`: ``Value(type, value)`` with a Value as the initial
+  content copies it field by field inside p4p, sharing arrays and keeping
+  variant scalar types, union members and changed marks (p4p documents only
+  a mapping there; a mapping such as ``value.todict()`` loses those facts
+  and copies the pixels).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import ctypes
 import os
 import threading
 
+from p4p import Value as _Value
 from p4p.client import raw
 
 #: Set PVAGPU_KEEP_THREAD_STATE=0 to let each callback of the PVA thread
@@ -53,6 +59,13 @@ def keep_thread_state() -> None:
     if KEEP_THREAD_STATE and not getattr(_thread_state, "kept", False):
         ctypes.pythonapi.PyGILState_Ensure()
         _thread_state.kept = True
+
+
+def as_type(value, value_type):
+    """``value`` (a p4p Value) as a Value of ``value_type``, a Type of the
+    same structure: what p4p's server takes when ``value``'s own Type object
+    is not the record's. No array is copied."""
+    return _Value(value_type, value)
 
 
 def is_type_mismatch(exc: BaseException) -> bool:

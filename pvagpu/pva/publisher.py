@@ -12,12 +12,24 @@ created from the first object (the processor's ``getOutputPvObjectType``
 of the first input, as pvapy does) and every later object is posted to it;
 posting a received ``Value`` shares its arrays, it copies no pixels.
 
-p4p posts only Values of the very type the record was opened with (an
-equal structure built elsewhere is refused). When a processor publishes a
-Value of another type, for instance an NTNDArray it built itself after the
-record was opened from a received frame, the record is re-opened with the
-new type: clients see one type change (logged, and counted in the
-publisher's ``n_type_changes``), and later Values of that type post as usual.
+p4p posts only Values of the very Type object the record was opened with;
+a Value whose structure is equal but whose Type was built elsewhere (an
+NTNDArray a processor built itself, pvapy's ``NtNdArray(extraFields)``
+against tiles from ``generateNtNdArray2D``) is refused by p4p. The
+publisher then posts it converted to the open type (``_p4p_compat.as_type``): p4p copies the fields
+into the open type, sharing the arrays (no pixel copy: about 30 us more
+than a plain post for a 2048x2048 uint16 frame, benchmarks/publisher_convert.py),
+and clients see nothing of it (``n_converted`` counts these posts). Equal means the
+same field names, order and types; type ids (labels) are not compared.
+
+A Value of a different structure (another field set) re-opens the record
+with its type: logged as a warning (rate-limited) and counted in
+``n_type_changes``. PV Access cannot change a channel's type under a
+subscription, so clients see that re-open as a disconnect and reconnect
+(p4p and pvapy monitors do it by themselves), and may miss the updates in
+between; a processor should therefore publish one structure (return it
+from ``getOutputPvObjectType``). pvapy refuses such a post instead
+("structure definitions do not match").
 """
 from __future__ import annotations
 
@@ -29,9 +41,16 @@ from p4p.server import Server, StaticProvider
 from p4p.server.thread import SharedPV
 
 from ..stats import ErrorLog, PublisherCounters
-from ._p4p_compat import is_type_mismatch
+from ._p4p_compat import as_type, is_type_mismatch
 
 log = logging.getLogger(__name__)
+
+
+def _unlabelled(spec):
+    """A p4p type spec without its type ids (what "equal structure" compares)."""
+    if isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[0], str):
+        return (spec[0], [(name, _unlabelled(sub)) for name, sub in spec[2]])
+    return spec
 
 
 def _as_value(obj) -> Value:
@@ -118,7 +137,10 @@ class Publisher:
         self.counters = PublisherCounters()
         self._pv = None
         self._type = None
+        self._spec = None         # the open type's aspy() and its unlabelled form
+        self._shape = None
         self.n_type_changes = 0
+        self.n_converted = 0
         self._errors = ErrorLog(log)
 
     @property
@@ -130,7 +152,7 @@ class Publisher:
         if self._pv is not None:
             return
         initial = _as_value(first)
-        self._type = initial.type()
+        self._set_type(initial.type())
         try:
             pv = SharedPV(initial=initial)
         except (RuntimeError, ValueError, TypeError):
@@ -152,20 +174,38 @@ class Publisher:
             except RuntimeError as exc:
                 if not is_type_mismatch(exc):
                     raise
-                self._reopen(value)
+                self._post_other_type(value)
             self.counters.n_published += 1
         except Exception as exc:  # counted, the stream goes on
             self.counters.n_errors += 1
             self._errors("publish", "output channel %s: cannot publish: %s: %s",
                          self.channel, type(exc).__name__, exc)
 
-    def _reopen(self, value: Value) -> None:
-        """Serve ``value``'s type from now on (see the module docstring)."""
+    def _set_type(self, value_type: Type) -> None:
+        self._type = value_type
+        self._spec = value_type.aspy()
+        self._shape = _unlabelled(self._spec)
+
+    def _post_other_type(self, value: Value) -> None:
+        """Post a Value whose Type object is not the record's: converted if
+        its structure is equal, else the record is re-opened with its type
+        (see the module docstring)."""
+        spec = value.type().aspy()
+        if spec == self._spec or _unlabelled(spec) == self._shape:
+            self._pv.post(as_type(value, self._type))
+            self.n_converted += 1
+            return
+        old = {name for name, _ in self._spec[2]}
+        new = {name for name, _ in spec[2]}
         self._pv.close()
         self._pv.open(value)
-        self._type = value.type()
+        self._set_type(value.type())
         self.n_type_changes += 1
-        log.info("output channel %s: type changed to that of the published objects", self.channel)
+        self._errors("type change",
+                     "output channel %s: re-opened (clients reconnect) for an object of another "
+                     "structure (fields added: %s; removed: %s; or field types changed); "
+                     "publish one structure, e.g. return it from getOutputPvObjectType",
+                     self.channel, sorted(new - old) or "none", sorted(old - new) or "none")
 
     def reset_stats(self) -> None:
         self.counters.reset()

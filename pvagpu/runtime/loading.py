@@ -5,16 +5,61 @@ class name) or from an importable module (``module:Class`` or
 ``module.Class``); its arguments are a JSON object, never evaluated as
 Python. Every failure is a :class:`~pvagpu.errors.ConfigurationError`
 that says what is wrong.
+
+Class paths as pvapy's documentation writes them
+(``pvapy.hpc.userDataProcessor.UserDataProcessor``,
+``pvapy.hpc.adOutputFileProcessor.AdOutputFileProcessor``, the encryptors
+...) name pvagpu's class of that name in :mod:`pvagpu.hpc`, always, even
+where pvapy is installed (its classes need pvapy's PvObjects and fail on
+every p4p frame); a warning at start says so. Only the ``-pc`` spelling is
+resolved: a processor file imports ``pvagpu.hpc`` itself.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
 from ..errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: the package whose class paths name pvagpu.hpc's classes
+PVAPY_HPC = "pvapy.hpc."
+#: pvapy classes whose pvagpu counterpart has another name or configuration
+PVAPY_OTHER_NAMES = {
+    "Hdf5AdImageWriter": "pvagpu.hpc.Hdf5OutputProcessor (its configuration keys differ: "
+                         "see its docstring)",
+}
+_announced = set()
+
+
+def resolve_pvapy_class_path(processor_class: str) -> str:
+    """``pvagpu.hpc:Class`` for a pvapy.hpc class path such as
+    ``pvapy.hpc.adImageProcessor.AdImageProcessor`` (or ``...:AdImageProcessor``);
+    other class paths unchanged. A pvapy class that pvagpu lacks is a
+    :class:`ConfigurationError` naming pvagpu's classes."""
+    if not processor_class.startswith(PVAPY_HPC):
+        return processor_class
+    sep = ":" if ":" in processor_class else "."
+    class_name = processor_class.rpartition(sep)[2]
+    from .. import hpc
+    if class_name not in hpc.__all__:
+        other = PVAPY_OTHER_NAMES.get(class_name)
+        raise ConfigurationError(
+            f"processor class {processor_class!r} is pvapy's; pvagpu has "
+            + (f"it as {other}" if other else
+               f"no class {class_name!r}; its pvapy.hpc classes: {', '.join(hpc.__all__)}"))
+    resolved = f"pvagpu.hpc:{class_name}"
+    if processor_class not in _announced:
+        _announced.add(processor_class)
+        log.warning("processor class %s is pvapy's class path: loading pvagpu's %s instead "
+                    "(pvapy's classes need pvapy objects; pvagpu's have the same API)",
+                    processor_class, resolved)
+    return resolved
 
 
 def load_processor_class(processor_file: str | None = None, processor_class: str | None = None):
@@ -46,6 +91,7 @@ def load_processor_class(processor_file: str | None = None, processor_class: str
                                      f"{type(exc).__name__}: {exc}") from exc
         class_name, where = processor_class, f"processor file {str(path)!r}"
     else:
+        processor_class = resolve_pvapy_class_path(processor_class)
         if ":" in processor_class:
             module_path, _, class_name = processor_class.partition(":")
         else:
