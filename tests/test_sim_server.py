@@ -172,8 +172,10 @@ def test_configuration_errors_are_clear():
         SimConfig(codec="nosuch").check()
     with pytest.raises(ConfigurationError, match="float16"):
         SimConfig(datatype="float16").check()
-    with pytest.raises(ConfigurationError, match="CA metadata PVs need an IOC; use pva://"):
-        SimConfig(metadata_pvs=["13SIM1:cam1:Gain"]).check()
+    with pytest.raises(ConfigurationError, match="use pva://NAME, ca://NAME or NAME"):
+        SimConfig(metadata_pvs=["tcp://13SIM1:cam1:Gain"]).check()
+    with pytest.raises(ConfigurationError, match="must differ"):
+        SimConfig(metadata_pvs=["pva://a", "ca://a"]).check()
     with pytest.raises(ConfigurationError, match="colour mode"):
         SimConfig(color_mode=1).check()
     with pytest.raises(ConfigurationError, match="exceeds uint8"):
@@ -186,8 +188,11 @@ def test_configuration_errors_are_clear():
     (["-cdc", "nosuch"], "unknown codec 'nosuch'"),
     (["-dt", "complex64"], "data type 'complex64' is not supported"),
     (["-if", "/nonexistent/frames.npy"], "cannot read input file"),
-    (["-mpv", "13SIM1:cam1:Gain"], "CA metadata PVs need an IOC; use pva://"),
-    (["-mpv", "ca://13SIM1:cam1:Gain"], "CA metadata PVs need an IOC; use pva://"),
+    (["-mpv", "tcp://13SIM1:cam1:Gain"], "use pva://NAME, ca://NAME or NAME"),
+    (["-mpv", "ca://"], "has no name"),
+    (["-hcm"], "-hds/-hcm need an HDF5 input file"),
+    (["-cdc", "lz4", "-hcm", "-if", "x.h5"], "--codec cannot be given with it"),
+    (["--build-budget", "0"], "budgets must be > 0"),
     (["-cdo", "{level: 5"], "--codec-options is not JSON"),
     (["-cdc", "lz4", "-cdo", '{"level": 5}'], "codec 'lz4' does not take options ['level']"),
     (["-cm", "7"], "colour mode 7"),
@@ -215,7 +220,8 @@ def test_help_teaches_with_examples(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     for flag in ("-cn", "-nx", "-ny", "-dt", "-cm", "-fps", "-nf", "-rt", "-cs", "-mn", "-mx",
-                 "-mpv", "-rp", "-dc", "-if", "--codec", "-np"):
+                 "-mpv", "-rp", "-dc", "-if", "--codec", "-np", "-hds", "-hcm",
+                 "--memory-budget", "--build-budget"):
         assert re.search(rf"(^|\s){re.escape(flag)}\b", out), flag
     assert "examples:" in out and out.count("pvagpu-sim-server -") >= 3
 

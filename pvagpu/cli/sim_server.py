@@ -19,20 +19,41 @@ PROG = "pvagpu-sim-server"
 
 EPILOG = """\
 frames, rate and runtime:
-  Distinct frames (-nf, default: the cache size -cs) are made once, before the
-  first frame goes out, and republished in a cycle with uniqueId 1, 2, 3, ...
-  and the publication time in timeStamp and dataTimeStamp. Frame k is due at
+  Distinct frames are made once, before the first frame goes out, and
+  republished in a cycle with uniqueId 1, 2, 3, ... and the publication time
+  in timeStamp and dataTimeStamp. Without -nf: every frame of an input file
+  (at most -cs), or as many random frames as the cache size -cs (1000) allows
+  within --build-budget seconds (5) and --memory-budget MiB (1024), timed on
+  the first frames; the count chosen is printed when a budget limits it, and
+  a build longer than a second shows its progress on stderr. Frame k is due at
   start + k/fps on a steady clock; a late frame goes out at once, none is
   skipped. -fps 0 publishes as fast as possible. The run ends after -rt
   seconds or -np frames, on SIGINT or SIGTERM; then the channel stays up for
   the shutdown delay -shd so that clients can drain their queues, and one
   summary line is printed.
 
+metadata PVs (-mpv):
+  pva://NAME is a PV Access channel of this server that carries the frame's
+  time stamp; NAME or ca://NAME is a Channel Access PV (an ao record) of an
+  IOC embedded in this process (the softioc package: pip install
+  'pvagpu[ioc]'), put just before each frame, as pvapy does. The IOC obeys
+  EPICS_CAS_SERVER_PORT, EPICS_CAS_INTF_ADDR_LIST and the other EPICS_CA*
+  settings.
+
+HDF5 input (-if FILE.h5 -hds DATASET):
+  frames are read through HDF5's filters (bitshuffle, LZ4, blosc, deflate,
+  ...) and sent as pixels (or recompressed with --codec). With -hcm each
+  frame's chunk goes out as stored, header included, under pvapy's codec
+  names: bitshuffle/LZ4 -> bslz4, LZ4 -> lz4 (HDF5 framing), blosc -> blosc,
+  and deflate -> zlib; it needs one frame per chunk. pvagpu-consumer decodes
+  all of them; pvapy's consumer needs PVAPY_COMPRESSED_PAYLOAD_START.
+
 differences from pvapy-ad-sim-server:
   -std defaults to 1 s (pvapy: 10 s) and -shd to 1 s (pvapy: 10 s); floats
   default to [0, 1) (pvapy: the float32 range); -rp defaults to one report a
-  second (pvapy: every frame); -dc is accepted (no curses screen is ever
-  used); -id, -hds, -hcm, -cfg, -npv and CA metadata PVs are not supported.
+  second (pvapy: every frame); -nf defaults to what the budgets allow (pvapy:
+  1000 at any size); -dc is accepted (no curses screen is ever used); -id,
+  -cfg and -npv are not supported.
 
 examples:
   # 512x512 uint16 Poisson frames, bslz4-compressed, 100 fps for 60 s
@@ -44,6 +65,13 @@ examples:
 
   # replay an .npy stack at 10 fps once a client is there, with a metadata channel
   pvagpu-sim-server -if frames.npy -mm -fps 10 -wfc -std 0.5 -mpv pva://det:x
+
+  # stream an HDF5 file's bitshuffle/LZ4 chunks as stored, with two CA metadata PVs
+  pvagpu-sim-server -if scan.h5 -hds /entry/data/data -hcm -fps 50 -mpv det:x,det:y
+
+  # 2048x2048 Poisson frames: as many distinct frames as 10 s of building makes
+  pvagpu-sim-server -nx 2048 -ny 2048 -dt uint16 --distribution poisson -cdc bslz4 \\
+      --build-budget 10
 """
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -65,8 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("-v", "--version", action="version", version=f"%(prog)s {__version__}")
     src = parser.add_argument_group("frames")
     src.add_argument("-if", "--input-file", default=None,
-                     help=".npy file with a (n, ny, nx) or (n, ny, nx, 3) stack, or one frame; "
-                          "without it random frames are made")
+                     help=".npy file with a (n, ny, nx) or (n, ny, nx, 3) stack, or one frame, "
+                          "or an HDF5 file (with -hds); without it random frames are made, "
+                          "e.g. -if frames.npy")
+    src.add_argument("-hds", "--hdf-dataset", default=None,
+                     help="the frame dataset of an HDF5 input file, "
+                          "e.g. -if scan.h5 -hds /entry/data/data")
+    src.add_argument("-hcm", "--hdf-compression-mode", action="store_true",
+                     help="send each HDF5 chunk as stored (bslz4, lz4, blosc or zlib) instead "
+                          "of decompressing it, e.g. -if scan.h5 -hds /entry/data/data -hcm")
     src.add_argument("-mm", "--mmap-mode", action="store_true",
                      help="memory-map the input file instead of reading it whole")
     src.add_argument("-nx", "--n-x-pixels", type=int, default=256, dest="nx",
@@ -91,11 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="mean of the Poisson distribution (default 4)")
     src.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     src.add_argument("-nf", "--n-frames", type=int, default=0,
-                     help="distinct frames (default: the cache size for random frames, "
-                          "every frame of the input file)")
+                     help="distinct frames (default: every frame of the input file; random "
+                          "frames: what -cs and the budgets allow), e.g. -nf 50")
     src.add_argument("-cs", "--cache-size", type=int, default=1000,
                      help="most distinct frames held, all built before publishing "
-                          "(default 1000)")
+                          "(default 1000), e.g. -cs 200")
+    src.add_argument("--memory-budget", type=float, default=1024.0, metavar="MIB",
+                     help="MiB that default random frames may hold (default 1024), "
+                          "e.g. --memory-budget 4096")
+    src.add_argument("--build-budget", type=float, default=5.0, metavar="SECONDS",
+                     help="seconds that building default random frames may take (default 5), "
+                          "e.g. --build-budget 30")
     src.add_argument("-cdc", "--codec", default="none",
                      help=f"areaDetector codec applied while the cache is built, as "
                           f"NDPluginCodec would: {_codec_names()} (default none)")
@@ -117,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-shd", "--shutdown-delay", type=float, default=1.0,
                      help="seconds the channel stays up after the last frame (default 1)")
     run.add_argument("-mpv", "--metadata-pv", default=None,
-                     help="comma list of pva://NAME channels, each posting a random value in "
-                          "[0, 1) with every frame's time stamp")
+                     help="comma list of metadata PVs, each given a random value in [0, 1) "
+                          "with every frame: pva://NAME over PV Access (the frame's time "
+                          "stamp), NAME or ca://NAME over Channel Access (embedded IOC), "
+                          "e.g. -mpv pva://det:x,det:y")
     run.add_argument("-rp", "--report-period", type=int, default=None,
                      help="report every N frames; <= 0: never (default: about once a second)")
     run.add_argument("--no-malloc-tuning", action="store_true",
@@ -150,6 +193,8 @@ def config_from_args(args):
         cache_size=args.cache_size, runtime=args.runtime, n_published=args.n_published,
         minimum=args.minimum, maximum=args.maximum, distribution=args.distribution,
         mean=args.mean, seed=args.seed, input_file=args.input_file, mmap_mode=args.mmap_mode,
+        hdf_dataset=args.hdf_dataset, hdf_compressed=args.hdf_compression_mode,
+        memory_budget=int(args.memory_budget * 1024 * 1024), build_budget=args.build_budget,
         codec=args.codec, codec_options=options, metadata_pvs=metadata,
         start_delay=args.start_delay, wait_for_client=args.wait_for_client,
         report_period=args.report_period, tune_malloc=not args.no_malloc_tuning)
@@ -163,8 +208,11 @@ def main(argv=None) -> int:
     def say(text):
         print(text, flush=True)
 
+    def progress(text):
+        print(text, file=sys.stderr, flush=True)
+
     try:
-        server = SimServer(config_from_args(args), report=say)
+        server = SimServer(config_from_args(args), report=say, progress=progress)
     except (PvagpuError, ValueError) as exc:  # e.g. a codec option value out of range
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,6 +28,12 @@ DISTRIBUTIONS = ("uniform", "poisson")
 
 #: prefix of a metadata channel served over PV Access
 PVA_PREFIX = "pva://"
+#: prefix of a metadata PV served over Channel Access (also: no prefix)
+CA_PREFIX = "ca://"
+
+#: default memory and time budgets of the frame cache (without -nf)
+MEMORY_BUDGET = 1 << 30
+BUILD_BUDGET = 5.0
 
 
 @dataclass
@@ -42,10 +48,15 @@ class SimConfig:
     color_mode: int = ntnda.ColorMode.MONO
     #: frames per second; <= 0: as fast as possible
     frame_rate: float = 20.0
-    #: distinct frames to make; <= 0: ``cache_size`` random frames, or every frame of ``input_file``
+    #: distinct frames to make; <= 0: every frame of ``input_file``, or as many random
+    #: frames as ``cache_size``, ``memory_budget`` and ``build_budget`` allow
     n_frames: int = 0
     #: most distinct frames held (all pre-built before publishing starts)
     cache_size: int = 1000
+    #: bytes of frames that default random frames may hold
+    memory_budget: int = MEMORY_BUDGET
+    #: seconds that building default random frames may take (timed on the first frames)
+    build_budget: float = BUILD_BUDGET
     #: seconds of publishing; <= 0: no limit
     runtime: float = 300.0
     #: stop after this many frames; <= 0: no limit
@@ -56,13 +67,18 @@ class SimConfig:
     #: Poisson mean (``distribution="poisson"``)
     mean: float = 4.0
     seed: Optional[int] = None
-    #: a ``.npy`` file with a (n, ny, nx) or (n, ny, nx, 3) stack (or one 2-D / 3-D frame)
+    #: a ``.npy`` file with a (n, ny, nx) or (n, ny, nx, 3) stack (or one 2-D / 3-D frame),
+    #: or an HDF5 file (``hdf_dataset`` names the stack)
     input_file: Optional[str] = None
     mmap_mode: bool = False
+    #: the frame dataset of an HDF5 ``input_file``
+    hdf_dataset: Optional[str] = None
+    #: send the HDF5 chunks as stored (compressed), see :mod:`pvagpu.pva.sim_hdf5`
+    hdf_compressed: bool = False
     #: areaDetector codec name; "" or "none": uncompressed
     codec: str = ""
     codec_options: dict = field(default_factory=dict)
-    #: metadata channels, each ``pva://NAME``
+    #: metadata channels: ``pva://NAME`` (PV Access), ``ca://NAME`` or ``NAME`` (Channel Access)
     metadata_pvs: List[str] = field(default_factory=list)
     #: seconds between serving the channel (or the first client, see below) and the first frame
     start_delay: float = 1.0
@@ -82,23 +98,38 @@ class SimConfig:
         self.metadata_pvs = list(self.metadata_pvs or [])
 
     def metadata_channels(self) -> List[str]:
-        """PVA names of the metadata channels; ConfigurationError for CA ones."""
-        names = []
+        """PVA names of the metadata channels (``pva://NAME``)."""
+        return [name for protocol, name in self._metadata() if protocol == "pva"]
+
+    def ca_metadata_pvs(self) -> List[str]:
+        """Names of the metadata PVs served over Channel Access (``ca://NAME`` or ``NAME``)."""
+        return [name for protocol, name in self._metadata() if protocol == "ca"]
+
+    def _metadata(self) -> List[tuple]:
+        """(protocol, name) of each metadata PV; ConfigurationError for bad ones."""
+        found = []
         for item in self.metadata_pvs:
             item = item.strip()
             if not item:
                 continue
-            if not item.startswith(PVA_PREFIX):
-                raise ConfigurationError(
-                    f"metadata PV {item!r}: CA metadata PVs need an IOC; use pva://{item.split('://')[-1]}")
-            name = item[len(PVA_PREFIX):]
+            lowered = item.lower()
+            if lowered.startswith(PVA_PREFIX):
+                protocol, name = "pva", item[len(PVA_PREFIX):]
+            elif lowered.startswith(CA_PREFIX):
+                protocol, name = "ca", item[len(CA_PREFIX):]
+            elif "://" in item:
+                raise ConfigurationError(f"metadata PV {item!r}: use pva://NAME, ca://NAME "
+                                         f"or NAME (Channel Access)")
+            else:
+                protocol, name = "ca", item
             if not name:
                 raise ConfigurationError(f"metadata PV {item!r} has no name")
-            names.append(name)
+            found.append((protocol, name))
+        names = [name for _, name in found]
         if len(set(names + [self.channel_name])) != len(names) + 1:
             raise ConfigurationError("metadata channel names must differ from each other "
                                      "and from the image channel")
-        return names
+        return found
 
     def check(self) -> None:
         """Raise ConfigurationError (or UnknownCodecError) for unusable settings."""
@@ -128,7 +159,16 @@ class SimConfig:
             _check_codec_options(codec, self.codec_options)
         elif self.codec_options:
             raise ConfigurationError("codec options given without a codec")
+        if (self.hdf_dataset or self.hdf_compressed) and not self.input_file:
+            raise ConfigurationError("-hds/-hcm need an HDF5 input file (-if FILE.h5)")
+        if self.hdf_compressed and self.codec:
+            raise ConfigurationError("-hcm sends the file's chunks as they are compressed; "
+                                     "--codec cannot be given with it")
+        if not (self.memory_budget > 0 and self.build_budget > 0):
+            raise ConfigurationError("the memory and build-time budgets must be > 0")
         self.metadata_channels()
+        from . import sim_ca  # noqa: PLC0415 - imports softioc only for CA PVs
+        sim_ca.check(self.ca_metadata_pvs())
 
 
 def _check_codec_options(codec, options: dict) -> None:

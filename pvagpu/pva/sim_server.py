@@ -17,8 +17,10 @@ bench for a streaming pipeline needs:
 * Frames are numbered 1, 2, 3, ... and stamped with the wall-clock time of
   publication (``timeStamp == dataTimeStamp``); the rate really reached is
   measured, reported and available as :attr:`SimServer.achieved_rate`.
-* Optional metadata channels (``pva://NAME``) carry one random value per
-  frame with the frame's time stamp, for metadata-pairing processors.
+* Optional metadata channels carry one random value per frame, for
+  metadata-pairing processors: ``pva://NAME`` with the frame's time stamp,
+  ``NAME`` or ``ca://NAME`` over Channel Access from an embedded IOC
+  (:mod:`pvagpu.pva.sim_ca`), put just before the frame, as pvapy does.
 
 Before the first frame the channel holds an empty NTNDArray (uniqueId 0),
 as pvapy's server does; a client that subscribes early sees it as its first
@@ -77,11 +79,13 @@ class SimServer:
     starts publishing after the start delay; :meth:`wait` waits for the
     run to end (runtime or ``n_published`` reached); :meth:`stop` ends it and
     closes the server. Also a context manager (start on enter, stop on exit).
-    ``report`` receives progress lines (``print`` in the CLI).
+    ``report`` receives progress lines (``print`` in the CLI), ``progress``
+    the progress of a long frame build (stderr in the CLI).
     """
 
     def __init__(self, config: Optional[SimConfig] = None,
-                 report: Optional[Callable[[str], None]] = None, **overrides):
+                 report: Optional[Callable[[str], None]] = None,
+                 progress: Optional[Callable[[str], None]] = None, **overrides):
         config = config or SimConfig()
         if overrides:
             config = SimConfig(**{**config.__dict__, **overrides})
@@ -89,7 +93,9 @@ class SimServer:
         self.config = config
         self._report = report
         self._metadata_names = config.metadata_channels()
-        self.cache = FrameCache(config, report)
+        self._ca_names = config.ca_metadata_pvs()
+        self._ca = None
+        self.cache = FrameCache(config, report, progress)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._client = threading.Event()
@@ -162,6 +168,10 @@ class SimServer:
             providers[name] = pv
             self._metadata.append((pv, value))
         self._server = Server(providers=[providers])
+        if self._ca_names:
+            from .sim_ca import CaMetadataIoc  # noqa: PLC0415 - softioc only when needed
+            self._ca = CaMetadataIoc(self._ca_names)
+            self._say(f"serving CA metadata PVs {', '.join(self._ca_names)} from an embedded IOC")
         self._say(f"serving {cfg.channel_name}: {self.cache.describe()}")
         self.stop_reason = "running"
         self._thread = threading.Thread(target=self._run, name="pvagpu-sim-server", daemon=True)
@@ -233,6 +243,8 @@ class SimServer:
         n_values = len(values)
         post = self._pv.post
         metadata = self._metadata
+        ca = self._ca
+        n_ca = len(self._ca_names)
         rng = np.random.default_rng(None if cfg.seed is None else cfg.seed + 1)
         period = 1.0 / cfg.frame_rate if cfg.frame_rate > 0 else 0.0
         runtime = cfg.runtime if cfg.runtime > 0 else math.inf
@@ -274,6 +286,8 @@ class SimServer:
                 break
             value = values[k % n_values]
             k += 1
+            if ca is not None:
+                ca.post(rng.random(n_ca).tolist())
             ns = wall_ns()
             sec, nsec = ns // _NS, ns % _NS
             value["uniqueId"] = k
