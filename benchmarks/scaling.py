@@ -17,17 +17,30 @@
     The memcpy floor is a batch of copies of the frame into 8 buffers in
     turn (the ring has 8 slots), timed just before each pvagpu batch.
 
-Prints the machine line and a table with the ratios, and writes
-benchmarks/results/scaling.json.
+(b) workers: frames/s of a consumer with 1 and 2 worker processes
+    (``--n-workers``) on a CPU-heavy processor (:class:`HeavyProcessor`:
+    decode, then full sorts of the frame as float64, about 60 ms per frame
+    here) at 1024x1024 uint16. NTNDArray Values are offered to the
+    consumer's delivery as the receiver would (no PVA: the PVA receive
+    costs the same with any number of workers, and a sim server would take
+    a core of its own), as fast as the workers' rings take them; frames/s =
+    frames answered / time, after a warm-up. The same processor in-process
+    (no workers) is the baseline. The load average before and after each
+    run is recorded: on a shared machine other work takes cores.
 
-    python benchmarks/scaling.py            # 512 and 2048
-    python benchmarks/scaling.py --quick    # smaller batches
+Prints the machine line and a table with the ratios, and writes
+benchmarks/results/scaling.json (a part run alone keeps the other's results).
+
+    python benchmarks/scaling.py            # (a) 512 and 2048, and (b)
+    python benchmarks/scaling.py --quick    # smaller batches, fewer frames
+    python benchmarks/scaling.py --parts b  # (b) only
 """
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -183,6 +196,103 @@ def _bare_worker(frames, done, batch):
         counter.count()
 
 
+# --- (b) workers ---------------------------------------------------------------------
+
+from pvagpu.hpc import AdImageProcessor  # noqa: E402
+
+WORKER_SIZE = 1024
+WORKER_GOAL = 1.8
+
+
+class HeavyProcessor(AdImageProcessor):
+    """CPU-bound work on every frame: decode, then ``repeats`` full sorts of
+    the image as float64 (one core; NumPy's sort is single-threaded)."""
+
+    def __init__(self, configDict=None):
+        super().__init__(configDict)
+        self.repeats = int((configDict or {}).get("repeats", 2))
+
+    def process(self, pvObject):
+        _uid, image, *_ = self.reshapeNtNdArray(pvObject)
+        for _ in range(self.repeats):
+            np.sort(image.astype(np.float64), axis=None)
+
+
+def _answered(consumer) -> int:
+    c = consumer.counters
+    return c.n_processed + c.n_errors
+
+
+def _offer_all(consumer, first: int, count: int, in_flight: int) -> None:
+    """Offer frames ``first..first+count-1`` (keeping at most ``in_flight``
+    unanswered; a refused frame is offered again) and wait for every answer."""
+    offer = consumer.delivery.offer
+    value = _offer_all.value
+    target = _answered(consumer) + count
+    oid = first
+    while oid < first + count:
+        if oid - first - (_answered(consumer) - (target - count)) >= in_flight:
+            time.sleep(0.0005)
+            continue
+        value["uniqueId"] = oid
+        if offer(oid, value) is False:
+            time.sleep(0.0005)
+            continue
+        oid += 1
+    while _answered(consumer) < target:
+        time.sleep(0.0005)
+
+
+def workers_rate(n_workers: int, frames: int, warmup: int, rounds: int) -> dict:
+    """frames/s of a consumer with ``n_workers`` workers (0: in-process): the
+    best of ``rounds`` runs of ``frames`` frames, from the first offer to the
+    last answer, after ``warmup`` frames."""
+    from pvagpu.consumer import Consumer
+    from pvagpu.memory import tune_malloc
+    from pvagpu.runtime.config import ConsumerConfig
+    tune_malloc()   # as pvagpu-consumer and its workers do
+    image = np.random.default_rng(1).integers(0, 4096, (WORKER_SIZE, WORKER_SIZE),
+                                              dtype=np.uint16)
+    _offer_all.value = ntnda.value_from_image(image, 1)
+    config = ConsumerConfig("bench:none", processor_file=str(Path(__file__).resolve()),
+                            processor_class="HeavyProcessor", n_workers=n_workers,
+                            status_period=0)
+    in_flight = 2 * n_workers + 1 if n_workers else 1
+    load_before = os.getloadavg()
+    times = []
+    with Consumer(config) as consumer:
+        _offer_all(consumer, 1, warmup, in_flight)
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            _offer_all(consumer, warmup + 1 + r * frames, frames, in_flight)
+            times.append(time.perf_counter() - t0)
+        errors = consumer.counters.n_errors
+        per_worker = [h.counters.n_processed for h in consumer.workers.handles] \
+            if consumer.workers else []
+    best = min(times)
+    return {"workers": n_workers, "frames": frames, "seconds": best, "fps": frames / best,
+            "fps_rounds": [frames / t for t in times], "errors": errors,
+            "per_worker": per_worker, "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def run_workers(quick: bool) -> dict:
+    frames, warmup, rounds = (12, 2, 2) if quick else (40, 4, 3)
+    rows = []
+    for n in (0, 1, 2):
+        row = workers_rate(n, frames, warmup, rounds)
+        rows.append(row)
+        label = "in-process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+        print(f"{label:>12} {row['fps']:9.2f} frames/s  ({row['frames']} frames, load "
+              f"{row['load_before'][0]:.2f} -> {row['load_after'][0]:.2f})", flush=True)
+    speedup = rows[2]["fps"] / rows[1]["fps"]
+    print(f"2 workers / 1 worker: {speedup:.2f}x (goal >= {WORKER_GOAL}x where 2 cores are free; "
+          f"this machine: {os.cpu_count()} cores, shared)")
+    return {"size": f"{WORKER_SIZE}x{WORKER_SIZE}", "dtype": "uint16",
+            "processor": "HeavyProcessor (decode + 2 float64 sorts)", "rows": rows,
+            "two_over_one": speedup, "goal": f">= {WORKER_GOAL}x with 2 workers where 2 cores "
+                                              f"are free"}
+
+
 # --- the run -----------------------------------------------------------------------
 
 def run_handoff(quick: bool, rounds: int) -> list:
@@ -206,8 +316,9 @@ def run_handoff(quick: bool, rounds: int) -> list:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller batches")
-    parser.add_argument("--rounds", type=int, default=5, help="timed batches per case")
+    parser.add_argument("--quick", action="store_true", help="smaller batches, fewer frames")
+    parser.add_argument("--rounds", type=int, default=5, help="timed batches per case in (a)")
+    parser.add_argument("--parts", default="ab", help="which parts to run: a, b or ab")
     args = parser.parse_args(argv)
 
     import p4p
@@ -217,23 +328,32 @@ def main(argv=None) -> int:
         pvapy_version = "not installed"
     info = _machine.describe(p4p=str(getattr(p4p, "version", "?")), pvapy=pvapy_version)
     print(_machine.line(info))
-    print("(a) hand-off of one frame to a worker process, ms per frame (end to end)")
-    print(f"{'frame':>9} {'kind':>9} {'memcpy':>9} {'pvagpu shm':>10} {'pvapy':>10} "
-          f"{'pvapy/us':>10} {'us/memcpy':>10}")
-    rows = run_handoff(args.quick, args.rounds)
-    at_2048 = [r for r in rows if r["size"] == "2048x2048"]
-    goals = {
-        "pvapy_over_pvagpu_at_2048": {r["kind"]: round(r["pvapy_over_pvagpu"], 1) for r in at_2048},
-        "pvagpu_over_memcpy_at_2048": {r["kind"]: round(r["pvagpu_over_memcpy"], 2) for r in at_2048},
-        "goal": f">= {GOALS['vs_pvapy_at_2048']:.0f}x cheaper than pvapy at 2048x2048, "
-                f"within {GOALS['vs_memcpy']:.0f}x of one memcpy",
-    }
-    print(f"summary at 2048x2048: pvapy/pvagpu {goals['pvapy_over_pvagpu_at_2048']}, "
-          f"pvagpu/memcpy {goals['pvagpu_over_memcpy_at_2048']} (goal: {goals['goal']})")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update({"benchmark": "scaling", "machine": info})
+    if "a" in args.parts:
+        print("(a) hand-off of one frame to a worker process, ms per frame (end to end)")
+        print(f"{'frame':>9} {'kind':>9} {'memcpy':>9} {'pvagpu shm':>10} {'pvapy':>10} "
+              f"{'pvapy/us':>10} {'us/memcpy':>10}")
+        rows = run_handoff(args.quick, args.rounds)
+        at_2048 = [r for r in rows if r["size"] == "2048x2048"]
+        goals = {
+            "pvapy_over_pvagpu_at_2048": {r["kind"]: round(r["pvapy_over_pvagpu"], 1)
+                                          for r in at_2048},
+            "pvagpu_over_memcpy_at_2048": {r["kind"]: round(r["pvagpu_over_memcpy"], 2)
+                                           for r in at_2048},
+            "goal": f">= {GOALS['vs_pvapy_at_2048']:.0f}x cheaper than pvapy at 2048x2048, "
+                    f"within {GOALS['vs_memcpy']:.0f}x of one memcpy",
+        }
+        print(f"summary at 2048x2048: pvapy/pvagpu {goals['pvapy_over_pvagpu_at_2048']}, "
+              f"pvagpu/memcpy {goals['pvagpu_over_memcpy_at_2048']} (goal: {goals['goal']})")
+        results.update(handoff=rows, handoff_goals=goals)
+    if "b" in args.parts:
+        print(f"(b) frames/s of a consumer with workers, CPU-heavy processor, "
+              f"{WORKER_SIZE}x{WORKER_SIZE} uint16")
+        results["workers"] = run_workers(args.quick)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "scaling", "machine": info,
-                                   "handoff": rows, "handoff_goals": goals}, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(HERE.parent)}")
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
     return 0
 
 

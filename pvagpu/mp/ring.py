@@ -19,7 +19,12 @@ through a queue; a worker maps the slot and reads the frame in place. Rules:
   (``nRingFull``, :class:`RingFullError`): nothing is dropped silently.
 
 The owner must be one process (any number of its threads may put); any
-number of worker processes may read.
+number of worker processes may read. The owner is normally the process
+that created the ring; a ring made for the other direction (a worker
+writes, the parent reads) is created by the parent and taken over by the
+worker with :meth:`ShmRing.adopt`. Slot segments are named after the
+ring's control segment, so the creator removes those of a writer that
+died (:meth:`ShmRing.close` unlinks every segment with the ring's prefix).
 """
 from __future__ import annotations
 
@@ -54,11 +59,12 @@ class SlotRef(NamedTuple):
     segment: str
 
 
-def _unlink(segments: list, control, owner: int) -> None:
-    """Owner-side cleanup (a weakref finalizer, so no reference to the ring)."""
+def _unlink(segments: list, control, owner: int, prefix: str | None = None) -> None:
+    """Owner-side cleanup (a weakref finalizer, so no reference to the ring);
+    with ``prefix``, also the segments a writer elsewhere left."""
     if os.getpid() != owner:
         return
-    for shm in [s for s in segments if s is not None] + [control]:
+    for shm in [s for s in segments if s is not None] + ([control] if control else []):
         try:
             shm.close()
         except BufferError:  # a view is still alive; the mapping goes with the process
@@ -67,6 +73,8 @@ def _unlink(segments: list, control, owner: int) -> None:
             shm.unlink()
         except FileNotFoundError:
             pass
+    if prefix:
+        _unlink_prefixed(prefix)
 
 
 class ShmRing:
@@ -74,15 +82,21 @@ class ShmRing:
 
     ``ctx`` is the multiprocessing context (or start-method name) of the
     processes that will read: its semaphore must match their start method.
+    ``writer_elsewhere``: the ring is for another process to write (it
+    calls :meth:`adopt`); this one only reads and cleans up.
     """
 
-    def __init__(self, slots: int = DEFAULT_SLOTS, ctx=None):
+    def __init__(self, slots: int = DEFAULT_SLOTS, ctx=None, *, writer_elsewhere: bool = False):
         if int(slots) < 1:
             raise ValueError(f"a shared-memory ring needs at least 1 slot, got {slots}")
         ctx = mp.get_context(ctx) if ctx is None or isinstance(ctx, str) else ctx
         self.n_slots = int(slots)
-        self._owner = os.getpid()
+        self._owner = self._creator = os.getpid()
+        if writer_elsewhere:
+            self._owner = None
         self._control = shared_memory.SharedMemory(create=True, size=8 * self.n_slots)
+        self._prefix = f"{self._control.name.lstrip('/')}_"
+        self._generation = 0
         self._states = np.ndarray((self.n_slots,), np.int64, buffer=self._control.buf)
         self._states[:] = FREE
         self._free = ctx.BoundedSemaphore(self.n_slots)
@@ -92,23 +106,27 @@ class ShmRing:
         self._reader_init()
         self.reset_stats()
         self._finalizer = weakref.finalize(self, _unlink, self._segments, self._control,
-                                           self._owner)
+                                           self._creator,
+                                           self._prefix if writer_elsewhere else None)
 
     # -- pickling: a worker gets the control segment, the semaphore, no owner state
 
     def __getstate__(self):
-        return {"n_slots": self.n_slots, "owner": self._owner,
-                "control": self._control.name, "free": self._free}
+        return {"n_slots": self.n_slots, "owner": self._owner, "creator": self._creator,
+                "prefix": self._prefix, "control": self._control.name, "free": self._free}
 
     def __setstate__(self, state):
         self.n_slots = state["n_slots"]
         self._owner = state["owner"]
+        self._creator = state["creator"]
+        self._prefix = state["prefix"]
         self._free = state["free"]
         self._control = shared_memory.SharedMemory(name=state["control"])
         self._states = np.ndarray((self.n_slots,), np.int64, buffer=self._control.buf)
         self._reader_init()
 
     def _reader_init(self):
+        self._closed = False
         self._attached = {}   # slot -> SharedMemory mapped by this process
         self._retired = []    # replaced mappings that still had live views
 
@@ -117,6 +135,21 @@ class ShmRing:
     @property
     def is_owner(self) -> bool:
         return os.getpid() == self._owner
+
+    def adopt(self) -> None:
+        """Make this process the ring's writer (call it in the worker process
+        that a ring for results was handed to; nothing must have been put yet).
+        The writer creates the slot segments; the creator keeps the control
+        segment and unlinks the writer's segments at :meth:`close`."""
+        if self.is_owner:
+            return
+        self._owner = os.getpid()
+        self._segments = [None] * self.n_slots
+        self._lock = threading.Lock()
+        self._next = 0
+        self._generation = 0
+        self.reset_stats()
+        self._finalizer = weakref.finalize(self, _unlink, self._segments, None, self._owner)
 
     def acquire(self, nbytes: int, block: bool = True, timeout=None):
         """A free slot with room for ``nbytes``: ``(SlotRef, memoryview)``.
@@ -165,7 +198,9 @@ class ShmRing:
             return shm
         size = max(_MIN_SLOT_BYTES, int(nbytes))
         _check_room(size - (shm.size if shm is not None else 0))
-        new = shared_memory.SharedMemory(create=True, size=size)
+        self._generation += 1
+        new = shared_memory.SharedMemory(name=f"{self._prefix}{slot}g{self._generation}",
+                                         create=True, size=size)
         if shm is not None:
             shm.close()   # a reader that still maps it keeps its own mapping
             shm.unlink()
@@ -178,6 +213,8 @@ class ShmRing:
 
     def reclaim(self, pid: int) -> int:
         """Free the slots held by worker ``pid`` (it died); their number."""
+        if self._closed:
+            return 0
         with self._lock:
             held = [int(s) for s in np.flatnonzero(self._states == int(pid))]
             for slot in held:
@@ -185,6 +222,8 @@ class ShmRing:
             return len(held)
 
     def slots_in_use(self) -> int:
+        if self._closed:   # the control segment is unmapped
+            return 0
         return int(np.count_nonzero(self._states != FREE))
 
     def stats(self) -> dict:
@@ -202,8 +241,11 @@ class ShmRing:
         self._high_water = self.slots_in_use()
 
     def close(self) -> None:
-        """Owner: unlink every segment. Reader: unmap what it mapped."""
+        """Owner: unlink every segment. Reader: unmap what it mapped. The
+        creator of an adopted ring also unlinks the control segment and the
+        segments its writer left (call it after the writer ended)."""
         if self.is_owner:
+            self._closed = True
             self._finalizer()
             return
         for shm in list(self._attached.values()) + self._retired:
@@ -212,6 +254,9 @@ class ShmRing:
             except BufferError:
                 pass
         self._reader_init()
+        if os.getpid() == self._creator:
+            self._closed = True
+            self._finalizer()
 
     # -- reader side -------------------------------------------------------
 
@@ -237,8 +282,24 @@ class ShmRing:
 
     def release(self, slot: int) -> None:
         """The worker is done with ``slot``: it may be written again."""
+        if self._closed:   # a frame outlived its ring
+            return
         self._states[slot] = FREE
         self._free.release()
+
+
+def _unlink_prefixed(prefix: str) -> None:
+    """Unlink the segments whose names start with ``prefix`` (a writer's
+    slots, left behind when it was killed)."""
+    try:
+        names = [n for n in os.listdir(_SHM_DIR) if n.startswith(prefix)]
+    except OSError:   # no /dev/shm on this platform
+        return
+    for name in names:
+        try:
+            shared_memory.SharedMemory(name=name).unlink()
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def _check_room(nbytes: int) -> None:

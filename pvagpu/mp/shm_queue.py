@@ -22,6 +22,15 @@ back what was put:
 Anything else (ints, dicts, arrays of objects, NumPy subclasses) is pickled
 by the underlying queue, as ``multiprocessing.Queue`` does.
 
+Tags: ``put(obj, tag=t)`` sends a small picklable ``t`` with the object
+(a frame's sequence number and uniqueId, say); ``get`` then returns
+``Tagged(t, obj)``. Objects put without a tag come back as they are.
+
+Direction: the process that creates the queue writes and its workers read.
+For results flowing back, create it with ``writer_elsewhere=True`` and
+call :meth:`ShmQueue.become_writer` in the worker before its first put
+(see :meth:`~.ring.ShmRing.adopt`).
+
 Full ring: ``put(obj, block=True, timeout=None)`` has the meaning it has
 for ``multiprocessing.Queue``: it waits for a free slot (at most ``timeout``
 seconds), counted in ``nRingWaits``; when none came, or with
@@ -54,6 +63,20 @@ class ValueMessage(NamedTuple):
     nbytes: int      # the plaintext's length at the start of the slot
 
 
+class TaggedMessage(NamedTuple):
+    tag: object
+    message: object  # an ArrayMessage, a ValueMessage or the object itself
+
+
+class Tagged(NamedTuple):
+    """What ``get`` returns for an object put with a tag."""
+    tag: object
+    obj: object
+
+
+_NO_TAG = object()
+
+
 def _shareable(obj) -> bool:
     """True for a plain NumPy array whose buffer can live in shared memory."""
     return type(obj) is np.ndarray and not obj.dtype.hasobject and obj.dtype.fields is None
@@ -65,29 +88,38 @@ class ShmQueue:
     'forkserver', a context, or None for the default) must be that of the
     processes that read the queue; workers use it as their default."""
 
-    def __init__(self, maxsize: int = 0, *, slots: int = DEFAULT_SLOTS, start_method=None):
+    def __init__(self, maxsize: int = 0, *, slots: int = DEFAULT_SLOTS, start_method=None,
+                 writer_elsewhere: bool = False):
         ctx = start_method if hasattr(start_method, "Process") else mp.get_context(start_method)
         self.start_method = ctx.get_start_method()
         self._queue = ctx.Queue(maxsize)
-        self.ring = ShmRing(slots, ctx)
+        self.ring = ShmRing(slots, ctx, writer_elsewhere=writer_elsewhere)
 
     # -- producer ------------------------------------------------------------
 
-    def put(self, obj, block: bool = True, timeout=None) -> None:
+    def become_writer(self) -> None:
+        """Make this (worker) process the one that puts (see the module docstring)."""
+        self.ring.adopt()
+
+    def put(self, obj, block: bool = True, timeout=None, *, tag=_NO_TAG) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
+        ref = None
         if _shareable(obj):
             ref, buf = self.ring.acquire(obj.nbytes, block, timeout)
             message = self._write_array(ref, buf, obj)
         elif isinstance(obj, Value):
             message = self._write_value(obj, block, timeout)
+            ref = message.ref
         else:
-            self._queue.put(obj, block, timeout)
-            return
+            message = obj
+        if tag is not _NO_TAG:
+            message = TaggedMessage(tag, message)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             self._queue.put(message, block, left)
         except BaseException:
-            self.ring.abandon(message.ref)
+            if ref is not None:
+                self.ring.abandon(ref)
             raise
 
     def put_nowait(self, obj) -> None:
@@ -119,6 +151,11 @@ class ShmQueue:
 
     def get(self, block: bool = True, timeout=None):
         item = self._queue.get(block, timeout)
+        if isinstance(item, TaggedMessage):
+            return Tagged(item.tag, self._read(item.message))
+        return self._read(item)
+
+    def _read(self, item):
         if isinstance(item, ArrayMessage):
             return self._read_array(item)
         if isinstance(item, ValueMessage):
