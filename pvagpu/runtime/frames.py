@@ -69,7 +69,7 @@ class FrameRunner:
                 self._open_output(value)
             if oid is SKIPPED:
                 return
-            self._received(oid, oid)
+            self.received(oid, oid)
             self._process(oid, value)
 
     # -- a batch -------------------------------------------------------------
@@ -86,7 +86,7 @@ class FrameRunner:
         """Process ``[(oid, value), ...]`` (no skipped ones): with the
         processor's ``processBatch`` if it has one, else frame by frame."""
         with self.lock:
-            self._received(batch[0][0], batch[-1][0])
+            self.received(batch[0][0], batch[-1][0])
             if self._process_batch is None:
                 for oid, value in batch:
                     self._process(oid, value)
@@ -98,7 +98,7 @@ class FrameRunner:
             except BatchFramesError as exc:   # some frames failed, the rest done
                 c.n_processed += exc.n_processed
                 for oid, err in exc.failures:
-                    self._failed(oid, err)
+                    self.failed(oid, err)
             except Exception as exc:
                 for _ in batch:
                     c.count_error(exc)
@@ -108,7 +108,9 @@ class FrameRunner:
 
     # -- counting -------------------------------------------------------------
 
-    def _received(self, first_oid, last_oid) -> None:
+    def received(self, first_oid, last_oid) -> None:
+        """Count frames first_oid..last_oid as received for processing (the
+        first/last object ids and times)."""
         c = self.counters
         t = time.time()
         if c.first_object_time == 0.0:
@@ -118,11 +120,17 @@ class FrameRunner:
     def _process(self, oid, value) -> None:
         try:
             self.processor.process(value)
-            self.counters.n_processed += 1
         except Exception as exc:
-            self._failed(oid, exc)
+            self.failed(oid, exc)
+        else:
+            self.succeeded()
 
-    def _failed(self, oid, exc: Exception) -> None:
+    def succeeded(self) -> None:
+        """Count one frame processed."""
+        self.counters.n_processed += 1
+
+    def failed(self, oid, exc: Exception) -> None:
+        """Count one frame whose processing raised ``exc``, and log it (rate-limited)."""
         self.counters.count_error(exc)
         self._errors(type(exc).__name__, "consumer %s: frame %s not processed: %s: %s",
                      self.consumer_id, oid, type(exc).__name__, exc)

@@ -164,7 +164,7 @@ class WorkerPool:
             order = sorted((h for h in self.handles if h.accepting),
                            key=lambda h: (len(h.in_flight), (h.worker_id - self._turn) % n))
             if not skipped:
-                self.runner._received(oid, oid)
+                self.runner.received(oid, oid)
         for handle in order:
             if handle.hand_over(seq, oid, value, skipped):
                 return True
@@ -174,14 +174,14 @@ class WorkerPool:
 
     def frame_done(self, handle, seq: int, outcome) -> None:
         with self.lock:
-            if handle.in_flight.pop(seq, _UNKNOWN) is _UNKNOWN:
+            oid = handle.in_flight.pop(seq, _UNKNOWN)
+            if oid is _UNKNOWN:
                 return   # not dispatched by this pool (cannot happen), or counted already
-            c = self.runner.counters
             if outcome is None:
-                c.n_processed += 1
+                self.runner.succeeded()
                 handle.counters.n_processed += 1
             else:
-                c.count_error(outcome_error(outcome, handle.worker_id))
+                self.runner.failed(oid, outcome_error(outcome, handle.worker_id))
                 handle.counters.n_errors += 1
 
     def frames_lost(self, handle, error_class) -> list:
@@ -191,7 +191,7 @@ class WorkerPool:
             lost = list(handle.in_flight.values())
             handle.in_flight.clear()
             for oid in lost:
-                self.runner.counters.count_error(error_class(
+                self.runner.failed(oid, error_class(
                     f"frame {oid} lost with worker {handle.worker_id}"))
             handle.counters.n_lost += len(lost)
             handle.lost_ids.extend(lost)
