@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ntnda
 from ..errors import ConfigurationError, FrameError
 from ..gpu.processor import GpuAdImageProcessor
-from ..gpu.results import ResultValues, _structure
 from .config import Options, step_args
 
 
@@ -116,22 +114,6 @@ class Step:
             raise FrameError(str(exc)) from None
 
 
-class ArrayResults(ResultValues):
-    """Result Values whose declared fields may be arrays (``"ad"``: an array
-    of doubles, ``"a"`` + any scalar code)."""
-
-    def _declared_type(self, types: dict):
-        if self._declared is None:
-            fields = []
-            for k, t in types.items():
-                if isinstance(t, str) and len(t) == 2 and t[0] == "a":
-                    fields.append((str(k), "a" + ntnda.p4p_code(t[1])))
-                else:
-                    fields.append((str(k), ntnda.p4p_code(t)))
-            self._declared = _structure(fields)
-        return self._declared
-
-
 class AnalyticsProcessor(GpuAdImageProcessor):
     """A GpuAdImageProcessor that runs a step built by :meth:`build`."""
 
@@ -140,7 +122,6 @@ class AnalyticsProcessor(GpuAdImageProcessor):
 
     def __init__(self, configDict=None):
         GpuAdImageProcessor.__init__(self, configDict)
-        self._results = ArrayResults(self.getOutputFieldTypes, self.DESCRIPTOR)
         self.args = step_args(configDict)
         self.step = self.build(self.args)
         self._pending = None

@@ -18,15 +18,12 @@ import os
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..gpu.processor import GPU_CONFIG_KEYS
+from ..runtime.config import FRAMEWORK_CONFIG_KEYS
 
 #: keys of pvapy's configDict that the consumer adds to every processor's
-#: arguments (runtime/config.py's processor_config, the control channel's
-#: configure) and the GPU options of GpuAdImageProcessor: not the step's
-FRAMEWORK_KEYS = frozenset({
-    "processorId", "inputChannel", "inputMode", "inputArgs", "outputChannel", "outputMode",
-    "outputArgs", "objectIdField", "skipInitialUpdates", "objectIdOffset",
-    "nSequentialUpdates", "fieldRequest", "receiverQueueSize", "gpu", "gpuSlots",
-    "gpuSlotBytes", "gpuStreams"})
+#: arguments and the GPU options of GpuAdImageProcessor: not the step's
+FRAMEWORK_KEYS = FRAMEWORK_CONFIG_KEYS | GPU_CONFIG_KEYS
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
 

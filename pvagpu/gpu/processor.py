@@ -76,6 +76,10 @@ GPU_STATS_TYPES = {
 }
 
 
+#: GpuAdImageProcessor's configuration keys (the backend and the staging ring)
+GPU_CONFIG_KEYS = frozenset({"gpu", "gpuSlots", "gpuSlotBytes", "gpuStreams"})
+
+
 class GpuAdImageProcessor(AdImageProcessor):
     """Base class of GPU processors (see the module docstring)."""
 

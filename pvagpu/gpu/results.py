@@ -3,7 +3,8 @@
 
 * an image (an array, on the host by then): an NTNDArray with the frame's
   uniqueId, timestamps and attributes (:meth:`ResultValues.image_value`);
-* a dict of scalars: a structure ``{uniqueId, timeStamp, <keys>}``
+* a dict of scalars (or of arrays, for fields declared as ``"a" + code``):
+  a structure ``{uniqueId, timeStamp, <keys>}``
   (:meth:`ResultValues.scalar_value`), typed by the processor's
   ``getOutputFieldTypes()`` when it declares them, else by the Python types
   of the values (:func:`code`).
@@ -37,6 +38,14 @@ def code(v) -> str:
                      f"bool, int, float or str values")
 
 
+def _field_code(pva_type) -> str:
+    """p4p code of a declared field: a scalar type (pvapy constant or p4p
+    code), or ``"a"`` + a scalar p4p code for an array (``"ad"``)."""
+    if isinstance(pva_type, str) and len(pva_type) == 2 and pva_type[0] == "a":
+        return "a" + ntnda.p4p_code(pva_type[1])
+    return ntnda.p4p_code(pva_type)
+
+
 def _structure(fields) -> Type:
     return Type([("uniqueId", "i"), ("timeStamp", ntnda.TIME_T)] + list(fields))
 
@@ -60,7 +69,7 @@ class ResultValues:
 
     def _declared_type(self, types: dict) -> Type:
         if self._declared is None:
-            self._declared = _structure((str(k), ntnda.p4p_code(t)) for k, t in types.items())
+            self._declared = _structure((str(k), _field_code(t)) for k, t in types.items())
         return self._declared
 
     def image_value(self, image: np.ndarray, frame) -> Value:
