@@ -15,11 +15,20 @@ and runs their life cycle:
    next one is processed.
 4. The processor publishes with ``updateOutputChannel(value)`` on the
    output channel that the consumer serves
-   (:class:`~pvagpu.pva.publisher.Publisher`).
+   (:class:`~pvagpu.pva.publisher.Publisher`), or, with pvapy's output
+   modes pva / rpc, sends to a remote record or service
+   (:class:`~pvagpu.pva.remote_output.RemoteOutput`). With the input modes
+   pvas / rpc the consumer serves its input channel instead of monitoring
+   it (:class:`~pvagpu.pva.input_record.InputRecord`, a Receiver).
 5. The housekeeping thread (:mod:`pvagpu.runtime.housekeeping`) publishes
    the status channel, gives the statistics to the ``on_stats``
    subscribers every ``report_period`` s, ends the run after ``runtime``
    and runs the control channel's commands.
+
+With worker processes (``n_workers``, :mod:`pvagpu.runtime.workers`) the
+processor runs in them instead: a WorkerPool stands in for the processor,
+the delivery hands each frame (still compressed) to the least-loaded
+worker, and what the workers publish comes back to the output channel.
 
 :meth:`Consumer.run` blocks until stopped (control ``stop``, runtime, or
 :meth:`request_stop`, which is safe to call from a signal handler), then
@@ -36,10 +45,13 @@ import threading
 import time
 
 from . import codecs
+from .errors import ConfigurationError
 from .hpc import UserDataProcessor
-from .pva.control import ControlChannel
+from .pva.control import CONTROL_STATS_TYPES, ControlChannel
+from .pva.input_record import InputRecord, input_type_of
 from .pva.publisher import LocalServer, Publisher
 from .pva.receiver import Receiver, distributor_options
+from .pva.remote_output import RemoteOutput
 from .pva.status import StatusChannel
 from .runtime.config import ConsumerConfig
 from .runtime.delivery import make_delivery
@@ -47,6 +59,7 @@ from .runtime.frames import FrameRunner
 from .runtime.housekeeping import Housekeeping
 from .runtime.loading import load_processor_class, make_processor
 from .runtime.statistics import ConsumerStatistics
+from .runtime.workers import WorkerPool, plan_workers
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +89,33 @@ class Consumer:
         self.output_channel = config.output_name
         self.status_channel_name = config.status_name
         self.control_channel_name = config.control_name
+        #: the worker processes (--n-workers), which then stand in for the processor
+        self.workers = None
         if processor is None:
             cls = load_processor_class(config.processor_file, config.processor_class)
-            processor = make_processor(cls or UserDataProcessor, config.processor_config())
+            plan = plan_workers(config, cls)
+            if plan.n_workers:
+                processor = self.workers = WorkerPool(config, plan)
+            else:
+                processor = make_processor(cls or UserDataProcessor, config.processor_config())
+        elif config.n_workers:
+            raise ConfigurationError("worker processes load the processor from processor_file / "
+                                     "processor_class: give those instead of an instance")
         self.processor = processor
         #: subscribers to the statistics: ``f(stats)``
         self.on_stats = list(on_stats)
         self.server = LocalServer(f"pvagpu-consumer-{self.consumer_id}")
-        self.publisher = (Publisher(self.server, self.output_channel)
-                          if self.output_channel else None)
+        self.publisher = self._make_publisher(config)
         self.runner = FrameRunner(processor, self.publisher, self.consumer_id)
-        self.delivery = make_delivery(config, self.runner)
-        self.receiver = Receiver(
-            self.input_channel, oid_field=config.oid_field, oid_offset=config.object_id_offset,
-            skip_initial_updates=config.skip_initial_updates,
-            server_queue_size=config.server_queue_size, deliver=self.delivery.offer,
-            distributor=config.distributor, distributor_plugin=config.distributor_plugin,
-            field_request=config.field_request, sequential_updates=config.sequential_updates)
+        if self.workers is not None:
+            self.workers.runner, self.workers.publisher = self.runner, self.publisher
+        self.delivery = self._make_delivery(config)
+        self.receiver = self._make_receiver(config)
+        if getattr(type(processor), "AUTHENTICATED_OBJECT_IDS", False) and \
+                hasattr(self.receiver, "account"):
+            # missed frames from the ids the processor authenticated (the decryptors)
+            self.receiver.track_ids = False
+            self.runner.account_ids(self.receiver)
         self.metadata = None
         if config.metadata_channels:
             from .pva.metadata import MetadataChannels
@@ -102,7 +125,7 @@ class Consumer:
         self.statistics = ConsumerStatistics(
             self.consumer_id, self.input_channel, processor=processor, receiver=self.receiver,
             delivery=self.delivery, runner=self.runner, publisher=self.publisher,
-            metadata=self.metadata)
+            metadata=self.metadata, workers=self.workers)
         self.housekeeping = Housekeeping(self, runtime=config.runtime,
                                          report_period=config.report_period,
                                          status_period=config.status_period)
@@ -113,6 +136,46 @@ class Consumer:
         self._state_lock = threading.Lock()
         self._started = False
         self._shut_down = False
+
+    # -- the parts that a subclass (pvagpu.collector.Collector) replaces -------
+
+    def _make_publisher(self, config):
+        """The output channel: served (-om pvas), or sent to a remote record
+        or service (-om pva / rpc, :mod:`pvagpu.pva.remote_output`); None without one."""
+        if not self.output_channel:
+            return None
+        if config.output_mode == "pvas":
+            return Publisher(self.server, self.output_channel)
+        return RemoteOutput(self.output_channel, config.output_mode)
+
+    def _make_delivery(self, config):
+        return make_delivery(config, self.runner, self.workers)
+
+    def _make_receiver(self, config):
+        """The input side: a monitor of the input channel (-im pva), or the
+        input channel served for clients to send frames into (-im pvas / rpc,
+        :mod:`pvagpu.pva.input_record`)."""
+        if config.input_mode != "pva":
+            initial = input_type_of(self.processor) if config.input_mode == "pvas" else None
+            return InputRecord(
+                self.server, self.input_channel, mode=config.input_mode, initial=initial,
+                oid_field=config.oid_field, oid_offset=config.object_id_offset,
+                skip_initial_updates=config.skip_initial_updates,
+                sequential_updates=config.sequential_updates, deliver=self.delivery.offer)
+        return Receiver(
+            self.input_channel, oid_field=config.oid_field, oid_offset=config.object_id_offset,
+            skip_initial_updates=config.skip_initial_updates,
+            server_queue_size=config.server_queue_size, deliver=self.delivery.offer,
+            distributor=config.distributor, distributor_plugin=config.distributor_plugin,
+            field_request=config.field_request, sequential_updates=config.sequential_updates)
+
+    def _status_sections(self):
+        """The status record's further sections (see StatusChannel):
+        ``controlStats`` with a control channel, ``worker<N>Stats`` with workers."""
+        control = [("controlStats", CONTROL_STATS_TYPES)] if self.control_channel_name else []
+        if self.workers is None:
+            return control
+        return lambda user_fields: control + self.workers.status_sections(user_fields)
 
     @property
     def counters(self):
@@ -186,18 +249,26 @@ class Consumer:
         p.dataPublisher = self.publisher
         p.outputChannel = self.output_channel
         p.inputChannel = self.input_channel
+        if self.workers is not None:
+            p.start()   # the workers' processors report their statistics types
         if self.status_channel_name:
             self.status = StatusChannel(
                 self.server, self.status_channel_name, self.consumer_id, self.input_channel,
                 user_types=self.statistics.processor_stats_types(),
-                metadata_ids=range(1, len(self.metadata) + 1) if self.metadata else ())
+                metadata_ids=range(1, len(self.metadata) + 1) if self.metadata else (),
+                sections=self._status_sections())
         if self.control_channel_name:
             self.control = ControlChannel(self.server, self.control_channel_name,
-                                          self.consumer_id, self.housekeeping.submit)
+                                          self.consumer_id, self.housekeeping.submit,
+                                          access=self.housekeeping.access)
+        if self.workers is not None:
+            return
         # one-time decoder costs (numba compilation of the bslz4 check) are paid
         # here, not by the first frames on the network thread
         codecs.warm_up()
         p.start()
+        if self.publisher is not None:
+            self.runner.open_output_at_start()   # when its type does not need the input
 
     def run(self) -> dict:
         """Start, run until stopped, shut down; returns the final statistics."""

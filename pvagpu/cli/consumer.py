@@ -13,21 +13,29 @@ run time.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 
+from .. import __version__
 from ..consumer import Consumer
 from ..errors import ConfigurationError
+from ..gpu.backend import parse_gpu_spec
 from ..memory import tune_malloc
+from ..pva.monitor_queue import DEFAULT_QUEUE_MEMORY, MAX_QUEUE_SIZE, MIN_QUEUE_SIZE
 from ..pva.receiver import parse_field_request
 from ..report import SECTIONS, Reporter, parse_report_stats, summary_line
-from ..runtime.config import ConsumerConfig, distributor_oid_offset
+from ..runtime.config import ConsumerConfig, distributor_oid_offset, parse_mode
 from ..runtime.delivery import DEFAULT_FRAME_QUEUE_SIZE
 from ..runtime.loading import load_processor_class, parse_processor_args
 from ..runtime.naming import format_id, parse_id_list
+from ..runtime.workers import parse_gpu_list
+
+#: -rp's default on a terminal: the live table, redrawn every second
+AUTO_REPORT_PERIOD = 1.0
 
 EPILOG = """\
 examples:
@@ -35,8 +43,10 @@ examples:
   pvagpu-consumer -ic pvapy:image -pf examples/frame_stats.py -pc FrameStatsProcessor \\
       -pa '{"threshold": 10}' -rp 5 -dc
 
-  # republish frames with status and control channels named pvapy:consumer:1:*
-  pvagpu-consumer -ic 13SIM1:Pva1:Image -oc _ -sc _ -cc _ -rqs 500 -sqs 100
+  # republish frames with status and control channels named pvapy:consumer:1:*;
+  # operators alice (any host) and members of group ops on ctl01 may command it
+  pvagpu-consumer -ic 13SIM1:Pva1:Image -oc _ -sc _ -cc _ -rqs 500 -sqs 100 \\
+      --control-allow 'alice@*,role/ops@ctl01'
 
   # a processor class from an installed module, run for one minute
   pvagpu-consumer -ic det:image -pc pvagpu.processors:FrameCounter -rt 60
@@ -61,6 +71,13 @@ examples:
   # processor of yours that needs no more
   pvagpu-consumer -ic pvapy:image -fr compressedSize -pf my_proc.py -pc SizeLogger
 
+  # a CPU-heavy processor in 4 worker processes; this process only receives
+  pvagpu-consumer -ic det:image -pf my_proc.py -pc Heavy --n-workers 4 -sc _ -oc _
+
+  # a GPU processor with two workers on each of GPUs 0 and 1 (decoding on the GPUs)
+  pvagpu-consumer -ic det:image -pf examples/gpu_frame_stats.py -pc GpuFrameStats \
+      --n-workers 4 --gpus 0,1
+
   # talk to a running consumer through its control channel (p4p or pvput)
   python -m p4p.client.cli put pvapy:consumer:1:control \\
       'command=configure' 'args={"threshold": 20}'
@@ -72,9 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pvagpu-consumer", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
+    a("-v", "--version", action="version", version=f"%(prog)s {__version__}",
+      help="print the version and exit. Example: -v")
     a("-ic", "--input-channel", required=True, metavar="NAME",
-      help="input PVA channel (NTNDArray) to monitor; '*' becomes the consumer id. "
-           "Example: -ic 13SIM1:Pva1:Image")
+      help="input PVA channel (NTNDArray) to monitor, or to serve with -im pvas/rpc; '*' "
+           "becomes the consumer id. Example: -ic 13SIM1:Pva1:Image")
+    a("-im", "--input-mode", default="pva", type=_mode_arg("input"), metavar="MODE",
+      help="how frames come in, as pvapy's: pva (default) monitors the input channel on "
+           "its server; pvas serves the input channel as a record on this consumer's "
+           "server, and producers PUT frames into it (an upstream consumer with -om pva, a "
+           "pvput); rpc serves it as an RPC service that producers call with each frame "
+           "(-om rpc). The record's structure is the processor's getInputPvObjectType(), "
+           "an NTNDArray by default. -siu applies in every mode, so give -siu 0 with "
+           "pvas/rpc, as pvapy's documentation does. Example: -im pvas -siu 0")
+    a("-ia", "--input-args", type=_json_object_arg, metavar="JSON",
+      help="JSON object given to the processor as configDict['inputArgs'] (pvapy uses it "
+           "for its EJFAT receiver only). Example: -ia '{\"site\": \"A\"}'")
+    a("-om", "--output-mode", default="pvas", type=_mode_arg("output"), metavar="MODE",
+      help="how output goes out, as pvapy's: pvas (default) serves the output channel on "
+           "this consumer's server; pva PUTs every published object into a record of that "
+           "name on another server (a consumer with -im pvas); rpc sends it as an RPC to a "
+           "service of that name (-im rpc). Failed sends count in publisherStats.nErrors. "
+           "Example: -om pva -oc stage2:1:input")
+    a("-oa", "--output-args", type=_json_object_arg, metavar="JSON",
+      help="JSON object given to the processor as configDict['outputArgs']. "
+           "Example: -oa '{\"site\": \"B\"}'")
     a("-oc", "--output-channel", metavar="NAME",
       help="output channel served by this consumer, where the processor publishes "
            "(updateOutputChannel); '_' means pvapy:consumer:<id>:output, '*' becomes the id. "
@@ -84,7 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
            "'_' means pvapy:consumer:<id>:status. Example: -sc _")
     a("-cc", "--control-channel", metavar="NAME",
       help="control channel accepting the commands configure, reset_stats, get_stats and "
-           "stop; '_' means pvapy:consumer:<id>:control. Example: -cc _")
+           "stop from the clients that --control-allow names (by default only the account "
+           "running this consumer, from this host); '_' means pvapy:consumer:<id>:control. "
+           "Example: -cc _")
+    a("--control-allow", metavar="LIST",
+      help="who may command the control channel: comma-separated WHO@WHERE entries; WHO is "
+           "an account, role/GROUP (a group of this host) or *, WHERE is localhost, a host "
+           "name, an address, a network (10.0.4.0/24) or *; @WHERE means any account from "
+           "there; 'any' opens it to every client that can reach it (pvapy's behaviour). "
+           "The account is what the client claims; the host is its TCP address. Refused "
+           "commands fail with 'Access denied' and are counted. Default: the account running "
+           "the consumer @localhost. Example: --control-allow 'alice@*,@10.0.4.0/24'")
     a("-pf", "--processor-file", metavar="FILE",
       help="Python file that defines the processor class named by -pc. "
            "Example: -pf examples/frame_stats.py -pc FrameStatsProcessor")
@@ -110,15 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
       help="number of first updates not processed, e.g. the value that the server sends "
            "on connect (default: %(default)s). Example: -siu 0 behind another consumer")
     a("-sqs", "--server-queue-size", type=int, default=0, metavar="N",
-      help="monitor queue on the server (record[queueSize=N]); 0 leaves the server's "
-           "default. Example: -sqs 100")
-    a("-rqs", "--receiver-queue-size", type=int, default=0, metavar="N",
-      help="<= 0 (default): process each frame on the PVA client thread as it arrives "
+      help="monitor queue on the server (record[queueSize=N]): frames held for this "
+           "consumer while it is busy; what overflows is missed. 0 (default): as many frames "
+           f"as {DEFAULT_QUEUE_MEMORY // 2**20} MiB holds ({MIN_QUEUE_SIZE} to {MAX_QUEUE_SIZE}), "
+           "the frame size read by a GET of the channel's size fields before subscribing; the "
+           "choice is printed at start. Example: -sqs 100")
+    a("-rqs", "--receiver-queue-size", type=int, metavar="N",
+      help="< 0 or not given: process each frame on the PVA client thread as it arrives "
            "(pvapy's -rqs -1, the fastest path); the frames arriving meanwhile wait in the "
            "monitor queue (-sqs), and what overflows it shows as missed. > 0: a queue of N "
            "frames between receiving and processing; when full, new frames are dropped and "
            "counted as overruns (-ao uses a queue of "
-           f"{DEFAULT_FRAME_QUEUE_SIZE} unless N is given). Example: -rqs 1000")
+           f"{DEFAULT_FRAME_QUEUE_SIZE} unless N is given). 0, pvapy's unbounded queue, "
+           f"gives a queue of {DEFAULT_FRAME_QUEUE_SIZE}, with a warning at start: memory "
+           "stays bounded. Example: -rqs 1000")
     a("-ao", "--accumulate-objects", type=int, default=0, metavar="N",
       help="process frames in batches of up to N (processBatch(list) if the processor has "
            "it, else process() on each); <= 1 processes one at a time. Example: -ao 16")
@@ -131,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
            "Example: -mc pva://x:position,ca://x:energy")
     a("-rt", "--runtime", type=float, default=0.0, metavar="SECONDS",
       help="stop after this many seconds; <= 0 runs until stopped. Example: -rt 60")
-    a("-rp", "--report-period", type=float, default=0.0, metavar="SECONDS",
+    a("-rp", "--report-period", type=float, metavar="SECONDS",
       help="show the statistics every this many seconds (live table on a terminal, one log "
-           "line otherwise or with -dc); <= 0 shows only the summary at exit. Example: -rp 5")
+           "line otherwise or with -dc); <= 0 shows only the summary at exit. Default: a live "
+           f"table every {AUTO_REPORT_PERIOD:g} s when standard output is a terminal (and no "
+           "-dc, no log to the terminal), else only the summary. Example: -rp 5, -rp 0")
     a("-rs", "--report-stats", default="all", metavar="LIST",
       help=f"statistics groups to show: comma list of {', '.join(SECTIONS)} or all "
            f"(default: %(default)s). Example: -rs receiver,processor")
@@ -195,14 +251,39 @@ def build_parser() -> argparse.ArgumentParser:
            "as configDict['gpu']: auto = the first CUDA device if CuPy finds one, else NumPy; "
            "none = NumPy; N = CUDA device N (an error if it is not there). The backend and "
            "device in use show in the status channel's userStats. Example: --gpu 0")
+    a("--n-workers", type=int, metavar="N",
+      help="run the processor in N worker processes, each with its own instance loaded from "
+           "-pf/-pc/-pa; this process only receives and hands each frame, still compressed, "
+           "to the least-loaded worker through shared memory (decoding happens in the worker). "
+           "0: process here. Default: one worker per visible GPU for a GPU processor with "
+           "--gpu auto (or no --gpu), else none. The status channel and the live table show "
+           "worker<N>Stats per worker; a worker that dies is reported, its frames in flight are "
+           "counted as errors by uniqueId, and it is restarted. Example: --n-workers 4")
+    a("--gpus", type=_gpu_list_arg, metavar="LIST",
+      help="GPUs the workers are bound to, in turn (worker k gets GPU k mod the list's length; "
+           "it sees only that device); the default number of workers is then one per GPU. "
+           "Without it: --gpu N binds every worker to N, --gpu none none, and --gpu auto the "
+           "visible GPUs in turn. Example: --gpus 0,1,2,3 or --n-workers 8 --gpus 0,1")
     return p
 
 
 def _gpu_choice(text: str) -> str:
-    """--gpu: 'auto', 'none' or a device number."""
-    if text in ("auto", "none") or (text.isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"expected auto, none or a device number, got {text!r}")
+    """--gpu: 'auto', 'none' or a device number (checked by the one parser,
+    pvagpu.gpu.backend.parse_gpu_spec; the text goes to the processor)."""
+    try:
+        parse_gpu_spec(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _gpu_list_arg(text: str) -> str:
+    """--gpus: device numbers, comma-separated (kept as text for -nc children)."""
+    try:
+        parse_gpu_list(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _id_list_arg(text: str) -> list:
@@ -255,7 +336,10 @@ def config_from_args(args) -> ConsumerConfig:
         accumulation_timeout=args.accumulation_timeout, metadata_channels=args.metadata_channels,
         runtime=args.runtime, report_period=args.report_period, distributor=_distributor(args),
         distributor_plugin=args.distributor_plugin_name, id_format_spec=args.id_format_spec,
-        field_request=args.field_request)
+        field_request=args.field_request, control_allow=args.control_allow,
+        input_mode=args.input_mode, input_args=args.input_args, output_mode=args.output_mode,
+        output_args=args.output_args,
+        n_workers=args.n_workers, gpus=args.gpus)
 
 
 def _consumer_from_args(args):
@@ -265,12 +349,29 @@ def _consumer_from_args(args):
 
 
 def _reporter_for(args):
-    """The live report (-rp > 0), else None."""
-    if args.report_period <= 0:
-        return None
+    """The live report (-rp > 0; without -rp the live table if it can be
+    drawn), else None; sets args.report_period to the period used."""
     # the live table would fight with log lines written to the terminal
     logging_to_terminal = bool(args.log_level and not args.log_file)
-    return Reporter(args.report_stats, disable_curses=args.disable_curses or logging_to_terminal)
+    disable = args.disable_curses or logging_to_terminal
+    if args.report_period is None:     # the default: a live table, or nothing
+        reporter = Reporter(args.report_stats, disable_curses=disable)
+        args.report_period = AUTO_REPORT_PERIOD if reporter.live else 0.0
+        return reporter if reporter.live else None
+    if args.report_period <= 0:
+        return None
+    return Reporter(args.report_stats, disable_curses=disable)
+
+
+def _start_notes(consumer, note) -> None:
+    """Say at start what the defaults chose: who may command the control
+    channel, and (once known) the monitor queue size."""
+    housekeeping = getattr(consumer, "housekeeping", None)
+    if getattr(consumer, "control_channel_name", None) and housekeeping is not None:
+        note(f"control channel {consumer.control_channel_name}: commands accepted from "
+             f"{housekeeping.access.describe()} (--control-allow)")
+    if getattr(consumer, "receiver", None) is not None:
+        consumer.receiver.on_sized = note
 
 
 def _distributor(args) -> dict | None:
@@ -280,16 +381,24 @@ def _distributor(args) -> dict | None:
     return options if any(v is not None for v in options.values()) else None
 
 
-def _run_one(args) -> int:
+def _run_one(args, build=_consumer_from_args, prog="pvagpu-consumer") -> int:
+    """Run the Consumer that ``build(args)`` makes (pvagpu-collector's too)
+    with the live report and signal handling; the exit status."""
     tune_malloc()
+    reporter = None
     try:
-        consumer = _consumer_from_args(args)
+        parse_report_stats(args.report_stats)   # a bad -rs is refused before the screen is used
+        reporter = _reporter_for(args)          # sets the report period that build() reads
+        consumer = build(args)
     except ConfigurationError as exc:
-        print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
+        if reporter is not None:
+            reporter.close()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    reporter = _reporter_for(args)
     if reporter is not None:
         consumer.on_stats.append(reporter.update)
+    _start_notes(consumer, reporter.note if reporter is not None else
+                 lambda text: print(text, flush=True))
 
     def on_signal(signum, frame):
         consumer.request_stop()
@@ -302,12 +411,12 @@ def _run_one(args) -> int:
         stats = consumer.run()
     except ConfigurationError as exc:
         consumer.shutdown()
-        print(f"pvagpu-consumer: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        logging.getLogger("pvagpu.consumer").exception("consumer failed")
+        logging.getLogger("pvagpu.consumer").exception("%s failed", prog)
         consumer.shutdown()
-        print(f"pvagpu-consumer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         for s, handler in old.items():
@@ -322,7 +431,8 @@ def _child_argv(parser, args, consumer_id: int) -> list:
     """Command line of one child consumer (-nc 1, its own id, no curses)."""
     argv = []
     for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "n_consumers", "consumer_id",
+        if not action.option_strings or action.dest in ("help", "version", "n_consumers",
+                                                        "consumer_id",
                                                         "consumer_id_list", "disable_curses"):
             continue
         value = getattr(args, action.dest)
@@ -364,6 +474,44 @@ def _run_many(parser, args, consumer_ids) -> int:
     return max(codes, key=abs) if any(codes) else 0
 
 
+def receiver_queue_size(size: int | None) -> int:
+    """-rqs as given (None: not given, processing on the PVA thread); pvapy's
+    0, an unbounded queue, becomes a queue of DEFAULT_FRAME_QUEUE_SIZE with a
+    warning (memory stays bounded)."""
+    if size is None:
+        return -1
+    if size == 0:
+        logging.getLogger("pvagpu.cli").warning(
+            "-rqs 0: pvapy's receiver queue without a bound; pvagpu keeps one: a queue of %d "
+            "frames, frames arriving when it is full are dropped and counted as overruns "
+            "(give -rqs N for another size, -rqs -1 to process on the PVA thread)",
+            DEFAULT_FRAME_QUEUE_SIZE)
+        return DEFAULT_FRAME_QUEUE_SIZE
+    return size
+
+
+def _mode_arg(kind: str):
+    """-im / -om: a mode pvagpu runs (ConfigurationError's reason otherwise)."""
+    def parse(text: str) -> str:
+        try:
+            return parse_mode(text, kind)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _json_object_arg(text: str) -> str:
+    """-ia / -oa: JSON text of an object, kept as written (pvapy's processors
+    get the text)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return text
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -385,6 +533,7 @@ def main(argv=None) -> int:
         parser.error("--distributor-updates must be at least 1")
     if args.n_distributor_sets > 1 and args.distributor_set is None:
         parser.error("--n-distributor-sets > 1 needs --distributor-set")
+    args.receiver_queue_size = receiver_queue_size(args.receiver_queue_size)
     # the id step of each consumer; children get it as -oo
     args.oid_offset = distributor_oid_offset(
         args.oid_offset, n_consumers=args.n_consumers,

@@ -1,163 +1,95 @@
 """Receiver: a p4p monitor on the input channel, drained on the PVA thread.
 
-p4p's raw client calls :meth:`Receiver._drain` on the PVA client's network
+p4p's raw client calls the receiver's drain on the PVA client's network
 thread whenever the subscription's FIFO (pvxs) goes from empty to
-non-empty. ``_drain`` pops every update there is; for each frame it counts
-it, does the missed-frame accounting on the object id and hands
-``(objectId, value)`` to ``deliver``, still on that thread and in order.
+non-empty. The drain pops every update there is and hands each frame to
+the :class:`~pvagpu.pva.frame_intake.FrameIntake` step, which counts it,
+does the missed-frame accounting on the object id and hands
+``(objectId, value)`` to ``deliver``, still on that thread and in order
+(the delivery strategy, pvagpu.runtime.delivery). Nothing is copied:
+``value`` is the p4p ``Value`` as received, whose arrays are NumPy views of
+the received buffer.
 
-``deliver`` is the consumer's delivery strategy (pvagpu.runtime.delivery):
-it processes the frame right there (the default, as pvapy's -rqs -1: the
-bound on memory is then the monitor queue, ``record[queueSize=N]`` (-sqs),
-whose overflow shows as gaps in uniqueId, counted as missed) or puts it on
-a bounded queue of its own. It returns False when it had no room for the
-frame: the update is dropped and counted as an overrun. It never blocks.
-
-Distributor: with ``distributor`` options (group, set, trigger, updates) the
-monitor request asks a pvDatabase server's distributor plugin (pvapy's
-``pydistributor``) to spread the updates between the clients of a group
-(INTEROP 3.8). p4p's request-string parser rejects the ``_[...]`` syntax,
-so that request is a hand-built pvRequest Value (see :func:`monitor_request`).
-
-Field request: ``field_request`` (pvapy's -fr, e.g. ``"value,uniqueId"``)
-asks the server for a subset of the fields; the object id field is always
-added (:func:`parse_field_request`). A pvDatabase server (pvapy) then sends
-a structure of just those fields, a pvxs server (p4p, NDPluginPvxs) the
-whole structure with only those fields marked changed and filled in. As in
-pvapy, the field request is ignored when distributor options are given.
-
-Nothing is copied: ``value`` is the p4p ``Value`` as received, whose arrays
-are NumPy views of the received buffer.
-
-The first ``skip`` updates (the connect-time snapshot) are handed on as
-``(SKIPPED, value)``: not processed, but the consumer may create its output
-channel from them, as pvapy does.
+The request (fields, ``record[queueSize=N]``, distributor options) is
+built by :mod:`pvagpu.pva.monitor_request`. A server that refuses the
+distributor request (it has no such plugin: pvagpu-sim-server, any pvxs
+server) makes the receiver warn once and subscribe without it, with the
+missed-frame offset back to 1: the consumer gets every frame.
 
 Connection: p4p reconnects by itself when the server goes away and comes
 back; the receiver counts disconnects and connects, drops the snapshot that
 a reconnect delivers if it repeats the last frame already received, and
 counts the frames that the source published meanwhile as missed (id gaps).
-A subscription that the server finishes is opened again.
+A subscription that the server finishes is opened again. While the channel
+has delivered nothing since it was opened, it is opened afresh every
+:data:`~pvagpu.pva.channel_search.SEARCH_PERIOD` s
+(:mod:`pvagpu.pva.channel_search`), so a server that appears later is found
+within about that time.
+
+Monitor queue: ``server_queue_size`` > 0 asks for that many frames
+(``record[queueSize=N]``, -sqs); 0 (the default) sizes it from the frame
+size and ``queue_memory`` (:mod:`pvagpu.pva.monitor_queue`): a GET of the
+size fields only comes first, then the subscription; ``on_note(text)`` is
+called with the line that says what was chosen. ``queue_memory`` 0 leaves
+the server's default (pvxs: 4). When that GET found no frame (the consumer
+started before the server had one), the first real frame's size decides
+again: if the budget holds materially more frames, the subscription moves
+to the larger queue without losing or repeating a frame
+(:mod:`pvagpu.pva.monitor_switch`).
 """
 from __future__ import annotations
 
 import logging
-import re
 import threading
 
-from p4p import Type, Value
+from p4p import Value
 from p4p.client import raw
-from p4p.client.raw import Disconnected, Finished
+from p4p.client.raw import Disconnected, Finished, RemoteError
 
-from ..errors import ConfigurationError
-from ..stats import IdTracker, ReceiverCounters
-from ._p4p_compat import fast_pop, keep_thread_state
+from . import monitor_queue
+from ._p4p_compat import keep_thread_state
+from .channel_search import SEARCH_PERIOD, ChannelSearch
+from .frame_intake import SKIPPED, FrameIntake
+from .monitor_request import (distributor_fallback_message, distributor_options,
+                              monitor_request, parse_field_request)
+from .monitor_switch import QueueGrowth
+from .subscription import Monitor, later
 
-#: Marker in the object id position of a skipped update.
-SKIPPED = object()
+__all__ = ["Receiver", "SKIPPED", "SEARCH_PERIOD", "distributor_options", "monitor_request",
+           "parse_field_request"]
 
 _RESUBSCRIBE_DELAY = 0.5
 
 log = logging.getLogger(__name__)
 
 
-def distributor_options(options: dict) -> str:
-    """The distributor plugin's option string, ``key:value;...``, of the
-    options that are not None, e.g. ``{"group": "g", "updates": 1}`` ->
-    ``"group:g;updates:1"``."""
-    return ";".join(f"{key}:{value}" for key, value in options.items() if value is not None)
+class Receiver(QueueGrowth, FrameIntake):
+    """Monitor ``channel``; hand each update to ``deliver(objectId, value)``
+    (see :class:`~pvagpu.pva.frame_intake.FrameIntake`; :meth:`start` needs it).
 
-
-#: one field of a field request: a name or a dotted path (codec.name)
-_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
-
-
-def parse_field_request(text: str | None, oid_field: str | None = "uniqueId") -> tuple:
-    """The fields that ``--field-request`` asks for, the object id field
-    included; () for all fields (an empty request).
-
-    Accepted, as pvapy's DataConsumer.getPvMonitorRequest reads it (it
-    strips ``field(`` and ``)`` and puts the rest into ``field(...)``): a
-    comma-separated list of field names or dotted paths, optionally written
-    as ``field(...)``: ``"value,uniqueId"``, ``"field(value,codec.name)"``.
-    ``oid_field`` is put first unless it (or a structure holding it) is
-    listed, as pvapy prepends ``<oid>,``. Anything else (options in
-    brackets, unbalanced parentheses, empty names) raises
-    :class:`~pvagpu.errors.ConfigurationError`: the request goes to the
-    server, so it is checked here rather than sent as written."""
-    if text is None:
-        return ()
-    body = text.strip()
-    if body.startswith("field(") and body.endswith(")"):
-        body = body[len("field("):-1].strip()
-    if not body:
-        return ()
-    fields = [item.strip() for item in body.split(",")]
-    bad = [item for item in fields if not _FIELD_PATH.fullmatch(item)]
-    if bad:
-        raise ConfigurationError(
-            f"field request {text!r}: {bad[0]!r} is not a field name; give a comma-separated "
-            f"list of field names or dotted paths, e.g. 'value,uniqueId' or "
-            f"'field(value,codec.name)'")
-    fields = list(dict.fromkeys(fields))  # each field once, in the order given
-    if oid_field and not any(oid_field == f or oid_field.startswith(f + ".") for f in fields):
-        fields.insert(0, oid_field)
-    return tuple(fields)
-
-
-def monitor_request(server_queue_size: int = 0, distributor: dict | None = None,
-                    plugin: str = "pydistributor", fields=()):
-    """The monitor's pvRequest.
-
-    Without distributor options a request string,
-    ``record[queueSize=N]field(<fields>)`` (the record option when
-    ``server_queue_size`` > 0; ``fields`` from :func:`parse_field_request`,
-    none for all fields). With them a pvRequest Value, the structure that
-    pvAccess's parser makes of ``record[queueSize=N]field(_[plugin=options])``::
-
-        field.<_>._options.<plugin> = "group:G;updates:U"
-        record._options.queueSize = "N"
-
-    and ``fields`` is ignored, as pvapy ignores its field request then.
-    p4p's raw client passes a Value through unchanged."""
-    options = distributor_options(distributor or {})
-    if not options:
-        return (f"record[queueSize={server_queue_size}]" if server_queue_size > 0 else "") \
-            + f"field({','.join(fields)})"
-    fields = [("field", ("S", None, [("_", ("S", None, [
-        ("_options", ("S", None, [(plugin, "s")]))]))]))]
-    init = {"field": {"_": {"_options": {plugin: options}}}}
-    if server_queue_size > 0:
-        fields.append(("record", ("S", None, [("_options", ("S", None, [("queueSize", "s")]))])))
-        init["record"] = {"_options": {"queueSize": str(server_queue_size)}}
-    return Value(Type(fields), init)
-
-
-class Receiver:
-    """Monitor ``channel``; hand each update to ``deliver(objectId, value)``.
-
-    objectId is None when the value lacks ``oid_field`` (missed-frame
-    accounting is then off), :data:`SKIPPED` for skipped initial updates.
-    ``deliver`` returns False when it has no room for the update (counted
-    as an overrun); it must not raise (an exception is counted as a
-    receiver error and the update is lost); :meth:`start` needs it.
     ``distributor``: the distributor plugin's options (group, set, trigger,
     updates; None values left out) for the plugin named
-    ``distributor_plugin``.
-    ``field_request``: the fields to ask the server for (pvapy's -fr, see
-    :func:`parse_field_request`; ConfigurationError if malformed), ignored
-    with a warning when distributor options are given.
-    ``oid_offset``/``sequential_updates``: the missed-frame pattern
-    (:class:`~pvagpu.stats.IdTracker`)."""
+    ``distributor_plugin``. ``field_request``: the fields to ask the server
+    for (pvapy's -fr, see :func:`parse_field_request`; ConfigurationError
+    if malformed), ignored with a warning when distributor options are
+    given. ``queue_memory``/``on_note``: the default monitor queue (module
+    docstring; ``on_sized`` is the same callback under its former name);
+    ``search_period``: see :mod:`pvagpu.pva.channel_search` (<= 0: pvxs'
+    own back-off only)."""
 
     def __init__(self, channel: str, *, oid_field: str = "uniqueId", oid_offset: int = 1,
                  skip_initial_updates: int = 1, server_queue_size: int = 0, deliver=None,
                  distributor: dict | None = None, distributor_plugin: str = "pydistributor",
-                 field_request: str | None = None, sequential_updates: int = 1):
-        self.channel = channel
+                 field_request: str | None = None, sequential_updates: int = 1,
+                 queue_memory: int = monitor_queue.DEFAULT_QUEUE_MEMORY, on_note=None,
+                 on_sized=None, search_period: float = SEARCH_PERIOD):
+        super().__init__(channel, oid_field=oid_field, oid_offset=oid_offset,
+                         skip_initial_updates=skip_initial_updates, deliver=deliver,
+                         sequential_updates=sequential_updates)
         self.distributor = dict(distributor or {})
         self.distributor_plugin = distributor_plugin
-        self.oid_field = oid_field
+        #: True once the server refused the distributor request (then not asked again)
+        self.distributor_refused = False
         #: the fields requested from the server; () for all of them
         self.fields = parse_field_request(field_request, oid_field)
         if self.fields and distributor_options(self.distributor):
@@ -165,30 +97,57 @@ class Receiver:
                         "pvapy ignores the field request then too", channel, field_request,
                         distributor_plugin)
             self.fields = ()
-        self.skip = max(0, int(skip_initial_updates))
         self.server_queue_size = int(server_queue_size)
-        self.deliver = deliver
-        self.counters = ReceiverCounters()
-        self.ids = IdTracker(oid_offset, sequential_updates)
-        self.connected = False
-        self._resync = False
-        self._warned_no_oid = False
+        self.queue_memory = int(queue_memory)
+        self.on_note = on_note or on_sized
+        self.search_period = float(search_period)
+        #: the queue size asked for (server_queue_size, or the one sized)
+        self.queue_size = self.server_queue_size
+        #: the frame size is still to be learnt from the first real frame
+        self._resize_pending = False
+        self._switch = None         # a MonitorSwitch while moving to a larger queue
+        self._old_queue_size = 0
         self._context = None
-        self._sub = None
-        self._pop = None
+        self._main = None           # the Monitor that delivers
+        self._next = None           # the one with the larger queue, while switching
+        self._probe = None
+        self._generation = 0        # counts the opens
         self._lock = threading.Lock()
+        self._search = None
+        self._watch = None
         self._stopped = True
 
-    # -- life cycle ---------------------------------------------------------
+    @property
+    def on_sized(self):
+        """The former name of :attr:`on_note`."""
+        return self.on_note
+
+    @on_sized.setter
+    def on_sized(self, callback) -> None:
+        self.on_note = callback
+
+    # -- the request ----------------------------------------------------------
+
+    @property
+    def distributing(self) -> bool:
+        """Distributor options are given and the server has not refused them."""
+        return bool(distributor_options(self.distributor)) and not self.distributor_refused
 
     @property
     def request(self):
         """The pvRequest: the requested fields (all by default),
-        ``record[queueSize=N]`` when a server queue size is given (as
-        pvapy's -sqs); a Value when distributor options are given
+        ``record[queueSize=N]`` when a queue size is known (-sqs or sized);
+        a Value when distributor options are given and not refused
         (:func:`monitor_request`)."""
-        return monitor_request(self.server_queue_size, self.distributor, self.distributor_plugin,
-                               self.fields)
+        return monitor_request(self.queue_size, self.distributor if self.distributing else None,
+                               self.distributor_plugin, self.fields)
+
+    @property
+    def sizing(self) -> bool:
+        """True while the queue size is still to be chosen by a GET."""
+        return self.queue_size <= 0 and self.queue_memory > 0
+
+    # -- life cycle -------------------------------------------------------------
 
     def start(self) -> None:
         if self.deliver is None:
@@ -199,20 +158,10 @@ class Receiver:
             self._stopped = False
             # Values as received (not unwrapped); EPICS_PVA_* from the environment
             self._context = raw.Context("pva", nt=False, useenv=True)
-            self._subscribe()
-
-    def _subscribe(self) -> None:
-        sub = self._context.monitor(self.channel, self._drain, self.request)
-        self._pop = fast_pop(sub)
-        self._sub = sub
-
-    def _resubscribe(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            if self._sub is not None:
-                self._sub.close()
-            self._subscribe()
+            self._search = ChannelSearch(self.search_period, f"pvagpu-search-{self.channel}")
+            self._watch = self._search.watch(lambda: not self.connected,
+                                             lambda: self._resubscribe(fresh=True))
+            self._open()
 
     def stop(self) -> None:
         """Close the subscription; nothing is delivered or queued after
@@ -221,80 +170,105 @@ class Receiver:
             if self._stopped:
                 return
             self._stopped = True
-            if self._sub is not None:
-                self._sub.close()
-                self._sub = None
+            self._close_ops()
             self._context.close()
             self._context = None
+            search, self._search = self._search, None
+        search.stop()
         self.connected = False
 
-    # -- statistics ------------------------------------------------------------
+    def _open(self) -> None:
+        """Open the channel (lock held): the sizing GET first, if needed."""
+        self._watch.opened()
+        self._generation += 1
+        if self.sizing:
+            generation = self._generation
+            self._probe = self._context.get(
+                self.channel, lambda result: later(self._sized, generation, result,
+                                                    name=f"pvagpu-sized-{self.channel}"),
+                monitor_queue.PROBE_REQUEST)
+        else:
+            self._open_main()
 
-    def reset_stats(self) -> None:
-        self.counters.reset()
-        self.ids.restart()
+    def _open_main(self) -> None:
+        """Subscribe with :attr:`request` (lock held); the first value
+        sizes the queue again when the sizing GET found no frame."""
+        m = Monitor(self._on_value)
+        if self._resize_pending:
+            m.sink = lambda value: self._first_value(m, value)
+        self._main = self._subscribe(m, self.request)
+
+    def _subscribe(self, m: Monitor, request) -> Monitor:
+        """Open ``m``'s subscription with ``request`` (lock held)."""
+        return m.open(self._context, self.channel, self._drain, request)
+
+    def _close_ops(self) -> None:
+        """Close every operation (lock held)."""
+        for m in (self._main, self._next):
+            if m is not None:
+                m.close()
+        if self._probe is not None:
+            self._probe.close()
+        self._probe = self._main = self._next = self._switch = None
+
+    def _sized(self, generation: int, result) -> None:
+        """The sizing GET's result (a Value or an exception): subscribe."""
+        with self._lock:
+            if self._stopped or generation != self._generation or self._probe is None:
+                return                  # stopped or opened afresh meanwhile
+            self._probe = None
+            size = monitor_queue.frame_bytes(result) if type(result) is Value else 0
+            self.queue_size = monitor_queue.queue_size(size, self.queue_memory)
+            self._resize_pending, self._size_tries = size <= 0, 0
+            text = monitor_queue.describe(self.queue_size, size, self.queue_memory)
+            self._open_main()
+        self._note(text)
+
+    def _note(self, text: str, level: int = logging.INFO) -> None:
+        """Say ``text`` through ``on_note`` (logged at info then), else log it at ``level``."""
+        if self.on_note is None:
+            log.log(level, "%s: %s", self.channel, text)
+            return
+        log.info("%s: %s", self.channel, text)
+        try:
+            self.on_note(text)
+        except Exception as exc:  # noqa: BLE001 - a display problem only
+            log.warning("%s: on_note failed: %s", self.channel, exc)
+
+    def _resubscribe(self, fresh: bool = False) -> None:
+        """Open the channel again; ``fresh``: as a new channel (dropped
+        from pvxs' cache), which is searched for at once."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._close_ops()
+            if fresh:
+                self._context.disconnect(self.channel)
+            self._open()
 
     # -- the PVA thread ------------------------------------------------------------
 
-    def _drain(self) -> None:
-        """The FIFO became non-empty: take everything it holds."""
+    def _drain(self, m: Monitor) -> None:
+        """``m``'s FIFO became non-empty: take everything it holds."""
         keep_thread_state()
-        pop = self._pop
-        on_value = self._on_value
+        if m.pop is None and not m.ready.wait(5.0):
+            return                        # never opened
+        pop = m.pop
         while not self._stopped:
             update = pop()
             if update is None:
                 return                    # empty: called again on the next update
             if type(update) is Value:
-                on_value(update)
+                m.sink(update)
             else:
-                self._on_event(update)
+                self._on_event(m, update)
 
-    def _on_value(self, value) -> None:
-        c = self.counters
-        c.n_received += 1
-        if not self.connected:
-            self.connected = True
-            c.n_connects += 1
-        if self.skip > 0:
-            self.skip -= 1
-            c.n_skipped += 1
-            # missed-frame accounting starts at the first processed object,
-            # as pvapy's does (it restarts there from the skipped ones)
-            oid = SKIPPED
-        else:
-            try:
-                oid = value[self.oid_field]
-            except (KeyError, ValueError):
-                oid = self._no_oid()
-            if self._resync:
-                self._resync = False
-                if oid is not None and oid == self.ids.last_id:
-                    c.n_repeated += 1  # the reconnect snapshot of a frame we have
-                    return
-            if oid is not None:
-                c.n_missed += self.ids.update(oid)
-        try:
-            accepted = self.deliver(oid, value) is not False
-        except Exception as exc:  # noqa: BLE001 - the stream must go on
-            c.n_accepted += 1
-            c.n_errors += 1
-            log.error("%s: delivering update %s failed: %s: %s", self.channel, oid,
-                      type(exc).__name__, exc)
+    def _on_event(self, m: Monitor, event: Exception) -> None:
+        if m is self._next:               # the larger queue's subscription failed
+            self._abandon_switch(event)
             return
-        if accepted:
-            c.n_accepted += 1
-        else:
-            c.n_overruns += 1
-
-    def _no_oid(self):
-        if not self._warned_no_oid:
-            self._warned_no_oid = True
-            log.warning("%s: updates have no field %r; missed-frame accounting is off",
-                        self.channel, self.oid_field)
-        return None
-
-    def _on_event(self, event: Exception) -> None:
+        if m is not self._main:
+            return                        # a closed one's last word
         if isinstance(event, Disconnected):
             if self.connected:
                 self.connected = False
@@ -307,9 +281,24 @@ class Receiver:
                 self.counters.n_disconnects += 1
             self._resync = True
             log.warning("%s: the server closed the subscription; subscribing again", self.channel)
-            timer = threading.Timer(_RESUBSCRIBE_DELAY, self._resubscribe)
-            timer.daemon = True
-            timer.start()
+            later(self._resubscribe, name="", delay=_RESUBSCRIBE_DELAY)
+        elif isinstance(event, RemoteError) and self.distributing and not self.connected:
+            later(self._fall_back, m, str(event), name=f"pvagpu-fallback-{self.channel}")
         else:
             self.counters.n_errors += 1
             log.warning("%s: monitor error: %s", self.channel, event)
+
+    # -- no distributor plugin ---------------------------------------------------------
+
+    def _fall_back(self, m: Monitor, error: str) -> None:
+        """The server refused the distributor request: subscribe without
+        it, every frame, missed-frame offset 1; said once."""
+        with self._lock:
+            if self._stopped or m is not self._main or self.distributor_refused:
+                return
+            self.distributor_refused = True
+            self.ids.offset = self.ids.sequential = 1
+            self._close_ops()
+            self._open()
+        self._note(distributor_fallback_message(self.channel, self.distributor_plugin, error),
+                   logging.WARNING)

@@ -18,6 +18,10 @@ types by :func:`fill` (integers clamped to the range that
 :data:`pvagpu.ntnda.SCALAR_TYPES` gives their type).
 
 Unlike pvapy 5.6, ``metadataStats_<n>`` carries the channel's real counts.
+
+``sections``: further sub-structures after those, each filled from the
+statistics key of its name (a consumer with worker processes has one
+``worker<N>Stats`` per worker, see :mod:`pvagpu.runtime.workers.stats`).
 """
 from __future__ import annotations
 
@@ -62,9 +66,10 @@ def user_stats_fields(pva_types: dict | None) -> list:
     return fields
 
 
-def status_fields(user_fields=(), metadata_ids=(), extras: bool = True) -> list:
+def status_fields(user_fields=(), metadata_ids=(), extras: bool = True, sections=()) -> list:
     """The status record's fields (p4p type spec). ``extras=False`` gives
-    exactly pvapy's structure."""
+    exactly pvapy's structure; ``sections``: ``(name, fields)`` of further
+    sub-structures."""
     fields = list(HEADER_FIELDS)
     for group in GROUPS:
         group_fields = STATS_TYPES[group]
@@ -75,6 +80,8 @@ def status_fields(user_fields=(), metadata_ids=(), extras: bool = True) -> list:
         fields.append(("userStats", ("S", None, list(user_fields))))
     for n in metadata_ids:
         fields.append((f"metadataStats_{n}", metadata_stats_spec()))
+    if extras:
+        fields += [(name, ("S", None, list(section))) for name, section in sections]
     return fields
 
 
@@ -123,11 +130,15 @@ class StatusChannel:
     """The status record of one consumer; :meth:`publish` posts statistics."""
 
     def __init__(self, server, name: str, consumer_id: int, input_channel: str,
-                 user_types: dict | None = None, metadata_ids=()):
+                 user_types: dict | None = None, metadata_ids=(), sections=()):
         self.name = name
         self.user_fields = user_stats_fields(user_types)
         self.metadata_ids = list(metadata_ids)
-        self.fields = status_fields(self.user_fields, self.metadata_ids)
+        #: ``(name, fields)`` of the further sub-structures; a callable is
+        #: given :attr:`user_fields` (a worker's section holds its userStats)
+        sections = sections(self.user_fields) if callable(sections) else sections
+        self.section_names = [name for name, _ in sections]
+        self.fields = status_fields(self.user_fields, self.metadata_ids, sections=sections)
         self.type = Type(self.fields)
         self.object_id = 0
         self.pv = server.add(name, SharedPV(initial=Value(self.type, {
@@ -148,6 +159,8 @@ class StatusChannel:
             entry = dict(metadata.get(f"metadata-{n}", {}))
             entry.setdefault("producerId", n)
             data[f"metadataStats_{n}"] = entry
+        for section in self.section_names:
+            data[section] = stats.get(section, {})
         return Value(self.type, fill(self.fields, data))
 
     def publish(self, stats: dict) -> Value:

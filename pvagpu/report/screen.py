@@ -84,6 +84,15 @@ class Reporter:
         else:
             self._write(f"{time.strftime('%H:%M:%S')} {format_line(stats, self.sections)}\n")
 
+    def note(self, text: str) -> None:
+        """Write a line (a start-up note) above the live table, which is
+        drawn afresh below it at the next update; elsewhere just the line."""
+        if self.live and self._lines_drawn and not self._closed:
+            self._write(f"\r\x1b[{self._lines_drawn}A{_CLEAR_TO_END}{text}\n")
+            self._lines_drawn = 0
+        else:
+            self._write(text + "\n")
+
     def _redraw(self, text: str) -> None:
         out = []
         if not self._cursor_hidden:

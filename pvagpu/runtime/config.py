@@ -25,12 +25,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..errors import ConfigurationError
 from .loading import parse_processor_args
 from .naming import channel_name, format_id
+from .workers.plan import parse_gpu_list
 
-#: pvapy's OperationMode numbers, given to processors in their configDict.
-INPUT_MODE_PVA = 0
-OUTPUT_MODE_PVAS = 1
+#: pvapy's OperationMode names and numbers (its configDict gives processors
+#: the number as inputMode/outputMode); pvagpu runs the modes listed in
+#: INPUT_MODES and OUTPUT_MODES (pvagpu.pva.input_record, .remote_output).
+OPERATION_MODES = {"pva": 0, "pvas": 1, "rpc": 2, "ca": 3, "ejfat": 4}
+INPUT_MODES = ("pva", "pvas", "rpc")
+OUTPUT_MODES = ("pvas", "pva", "rpc")
+INPUT_MODE_PVA = OPERATION_MODES["pva"]
+OUTPUT_MODE_PVAS = OPERATION_MODES["pvas"]
+
+
+#: The keys the runtime puts into a processor's configDict (processor_config)
+#: or reads from a control-channel configure (receiverQueueSize): not the
+#: processor's own arguments.
+FRAMEWORK_CONFIG_KEYS = frozenset({
+    "processorId", "inputChannel", "inputMode", "inputArgs", "outputChannel", "outputMode",
+    "outputArgs", "objectIdField", "skipInitialUpdates", "objectIdOffset",
+    "nSequentialUpdates", "fieldRequest", "gpu", "receiverQueueSize"})
 
 
 @dataclass
@@ -51,10 +67,16 @@ class ConsumerConfig:
     processor_args: Union[dict, str, None] = field(default_factory=dict)
     #: device for GPU processors (--gpu: auto, none or a number); None: not given
     gpu: Optional[str] = None
+    #: worker processes running the processor (--n-workers); None: automatic,
+    #: 0: none (see pvagpu.runtime.workers.plan)
+    n_workers: Optional[int] = None
+    #: GPUs the workers are bound to (--gpus): "0,1" or a list; None: automatic
+    gpus: Union[str, list, None] = None
     oid_field: str = "uniqueId"
     #: id step between this consumer's frames (-oo); <= 0: 1 (see distributor_oid_offset)
     oid_offset: int = 0
     skip_initial_updates: int = 1
+    #: monitor queue (-sqs); 0: sized from the frame size and a memory budget
     server_queue_size: int = 0
     #: <= 0 (with accumulate_objects <= 1): frames processed on the PVA thread
     receiver_queue_size: int = 0
@@ -77,12 +99,27 @@ class ConsumerConfig:
     id_format_spec: Optional[str] = None
     #: fields to ask the server for (-fr); "": all of them
     field_request: Optional[str] = ""
+    #: who may use the control channel (--control-allow): entries WHO@WHERE,
+    #: comma-separated or a list (pvagpu.pva.access); None: this account, this host
+    control_allow: Union[list, str, None] = None
+    #: how frames come in (-im): pva (monitor the input channel), pvas (serve it as a
+    #: record that clients put frames into), rpc (serve it as an RPC service)
+    input_mode: str = "pva"
+    #: how output goes out (-om): pvas (served record), pva (put to a remote record),
+    #: rpc (RPC to a remote service)
+    output_mode: str = "pvas"
+    #: pvapy's -ia/-oa JSON text, given to the processor as inputArgs/outputArgs
+    input_args: Optional[str] = None
+    output_args: Optional[str] = None
 
     def __post_init__(self):
         self.consumer_id = int(self.consumer_id)
         self.id_format_spec = self.id_format_spec or None
         self.processor_args = parse_processor_args(self.processor_args)
         self.distributor = dict(self.distributor) if self.distributor else None
+        parse_gpu_list(self.gpus)   # ConfigurationError if it is not a device list
+        self.input_mode = parse_mode(self.input_mode, "input")
+        self.output_mode = parse_mode(self.output_mode, "output")
         format_id(self.consumer_id, self.id_format_spec)  # ConfigurationError if it cannot
 
     def _name(self, spec: Optional[str], kind: str) -> Optional[str]:
@@ -126,11 +163,11 @@ class ConsumerConfig:
         config.update({
             "processorId": self.consumer_id,
             "inputChannel": self.input_name,
-            "inputMode": INPUT_MODE_PVA,
-            "inputArgs": None,
+            "inputMode": OPERATION_MODES[self.input_mode],
+            "inputArgs": self.input_args,
             "outputChannel": self.output_name,
-            "outputMode": OUTPUT_MODE_PVAS,
-            "outputArgs": None,
+            "outputMode": OPERATION_MODES[self.output_mode],
+            "outputArgs": self.output_args,
             "objectIdField": self.oid_field,
             "skipInitialUpdates": self.skip_initial_updates,
             "objectIdOffset": self.object_id_offset,
@@ -140,6 +177,26 @@ class ConsumerConfig:
         if self.gpu is not None:
             config["gpu"] = self.gpu
         return config
+
+
+def parse_mode(mode, kind: str) -> str:
+    """An input or output mode (``kind``) as pvapy's OperationMode.fromString
+    reads it: a name in any case or its number; the lower-case name.
+    Modes pvagpu does not run raise ConfigurationError naming them."""
+    text = str(mode).strip().lower()
+    names = {str(number): name for name, number in OPERATION_MODES.items()}
+    name = names.get(text, text)
+    supported = INPUT_MODES if kind == "input" else OUTPUT_MODES
+    if name in supported:
+        return name
+    if name == "ejfat":
+        reason = "EJFAT transport (pvapy's E2SAR binding) is not part of pvagpu"
+    elif name == "ca" and kind == "input":
+        reason = "pvagpu receives frames over PV Access only (metadata channels may be CA: -mc)"
+    else:
+        reason = f"unknown {kind} mode"
+    raise ConfigurationError(f"{kind} mode {mode!r}: {reason}; pvagpu runs the {kind} modes "
+                             f"{', '.join(supported)}")
 
 
 def distributor_oid_offset(oid_offset: int = 0, *, n_consumers: int = 1,

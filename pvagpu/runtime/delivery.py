@@ -18,6 +18,13 @@ one :class:`~pvagpu.runtime.frames.FrameRunner`, which counts them.
     arrived within ``accumulation_timeout`` s of the first one, for the
     processor's ``processBatch``.
 
+:class:`WorkerDelivery` (--n-workers N > 0)
+    hands each frame, still compressed, to the least-loaded of the
+    consumer's worker processes (:mod:`pvagpu.runtime.workers`), without
+    blocking; when every worker's ring is full it refuses the frame, and
+    the receiver counts an overrun. The workers run the processor; their
+    outcomes are counted in the same FrameRunner's counters.
+
 :func:`make_delivery` picks the strategy from a
 :class:`~pvagpu.runtime.config.ConsumerConfig`.
 """
@@ -40,8 +47,11 @@ DEFAULT_FRAME_QUEUE_SIZE = 256
 _STOP = object()       # end of the frame queue
 
 
-def make_delivery(config, runner):
-    """The delivery strategy that ``config`` (a ConsumerConfig) asks for."""
+def make_delivery(config, runner, workers=None):
+    """The delivery strategy that ``config`` (a ConsumerConfig) asks for;
+    ``workers``: the consumer's WorkerPool, if it has workers."""
+    if workers is not None:
+        return WorkerDelivery(workers)
     if not config.queued:
         return InlineDelivery(runner)
     if config.accumulate_objects > 1:
@@ -70,6 +80,40 @@ class InlineDelivery:
 
     def stop(self, timeout: float) -> None:
         pass
+
+
+class WorkerDelivery:
+    """Hand each frame to a worker process (see the module docstring)."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.offer = workers.dispatch   # False when no worker had room
+
+    @property
+    def queue_length(self) -> int:
+        """Frames handed to workers and not yet answered."""
+        return self.workers.in_flight
+
+    @property
+    def queue_max(self) -> int:
+        return self.workers.capacity
+
+    @property
+    def description(self) -> str:
+        return self.workers.description
+
+    def resize(self, size: int) -> None:
+        """receiverQueueSize: the workers' rings keep the size they started with."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the frames in flight (the workers stop
+        with the processor, after this)."""
+        if not self.workers.drain(timeout):
+            log.warning("consumer %s: %d frames still in worker processes after %.1f s",
+                        self.workers.config.consumer_id, self.workers.in_flight, timeout)
 
 
 class QueuedDelivery:

@@ -14,6 +14,9 @@ not a frame:
 
 It works on the parts of its :class:`~pvagpu.consumer.Consumer`
 (receiver, delivery, statistics, processor, status and control channels).
+It also gives the control channel its allow list (the config's
+``control_allow``, read when the consumer is built, so a bad list fails
+then) and says at start who may command the consumer.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import queue
 import threading
 import time
 
+from ..pva.access import ControlAccess
 from ..pva.control import CONFIGURE, GET_STATS, RESET_STATS, STOP, SUCCESS
 from ..stats import ErrorLog
 
@@ -44,10 +48,21 @@ class Housekeeping:
         self._status_lock = threading.Lock()
         self._thread = None
         self._errors = ErrorLog(log)
+        config = getattr(consumer, "config", None)
+        #: who may use the control channel (ConfigurationError if the list is bad)
+        self.access = ControlAccess.parse(getattr(config, "control_allow", None))
 
     # -- life cycle -------------------------------------------------------------
 
     def start(self) -> None:
+        control = self.consumer.control
+        if control is not None:   # made with self.access (Consumer._start_channels)
+            if self.access.open:
+                log.warning("control channel %s: open to ANY client that can reach it "
+                            "(stop, configure); --control-allow restricts it", control.name)
+            else:
+                log.info("control channel %s: commands accepted from %s only",
+                         control.name, self.access.describe())
         self._thread = threading.Thread(target=self._loop, name="pvagpu-housekeeping",
                                         daemon=True)
         self._thread.start()
@@ -71,9 +86,12 @@ class Housekeeping:
     # -- statistics out -----------------------------------------------------------
 
     def publish_status(self, stats: dict | None = None) -> dict:
-        """Post ``stats`` (collected now if None) on the status channel."""
+        """Post ``stats`` (collected now if None) on the status channel;
+        with a control channel, its counts go in as ``controlStats``."""
         consumer = self.consumer
         stats = stats or consumer.stats()
+        if getattr(consumer, "control", None) is not None:
+            stats.setdefault("controlStats", consumer.control.counts())
         if consumer.status is not None:
             with self._status_lock:
                 try:

@@ -7,8 +7,9 @@ counters and the processor's own statistics, and resets them together.
 
 It is also the one place where the runtime calls the processor's
 statistics methods, ``getStats``, ``getStatsPvaTypes`` and ``resetStats``:
-through the three functions below, :func:`processor_stats`,
-:func:`processor_stats_types` and :func:`reset_processor_stats`. A
+through :func:`pvagpu.gpu.processor.processor_stats`,
+``processor_stats_types`` and ``reset_processor_stats``, which merge a GPU
+processor's framework statistics (``getGpuStats``) with the user's. A
 processor whose method raises is logged (rate-limited) and gives no
 statistics; the stream goes on.
 """
@@ -16,30 +17,17 @@ from __future__ import annotations
 
 import logging
 
+from ..gpu.processor import processor_stats, processor_stats_types, reset_processor_stats
 from ..stats import ErrorLog, build_stats
 
 log = logging.getLogger(__name__)
-
-
-def processor_stats(processor) -> dict:
-    """The processor's statistics for the status channel's userStats."""
-    return processor.getStats()
-
-
-def processor_stats_types(processor) -> dict:
-    """The PVA types of :func:`processor_stats`' keys."""
-    return processor.getStatsPvaTypes()
-
-
-def reset_processor_stats(processor) -> None:
-    processor.resetStats()
 
 
 class ConsumerStatistics:
     """The statistics of one consumer, from the parts that count."""
 
     def __init__(self, consumer_id: int, input_channel: str, *, processor, receiver, delivery,
-                 runner, publisher=None, metadata=None):
+                 runner, publisher=None, metadata=None, workers=None):
         self.consumer_id = consumer_id
         self.input_channel = input_channel
         self.processor = processor
@@ -48,6 +36,8 @@ class ConsumerStatistics:
         self.runner = runner
         self.publisher = publisher
         self.metadata = metadata
+        #: the WorkerPool (then also the processor): adds the worker<N>Stats sections
+        self.workers = workers
         self._errors = ErrorLog(log)
 
     # -- the processor's own statistics ---------------------------------------
@@ -74,7 +64,7 @@ class ConsumerStatistics:
         """The statistics dictionary (pvapy's structure, see pvagpu.stats)."""
         c = self.runner.counters
         receiving = max(0.0, c.last_object_time - c.first_object_time)
-        return build_stats(
+        stats = build_stats(
             consumer_id=self.consumer_id, input_channel=self.input_channel,
             receiver=self.receiver.counters, queue_length=self.delivery.queue_length,
             queue_max=self.delivery.queue_max, processor=c,
@@ -82,6 +72,9 @@ class ConsumerStatistics:
             connected=self.receiver.connected,
             user_stats=self.processor_stats(),
             metadata_stats=self.metadata.stats(receiving or None) if self.metadata else None)
+        if self.workers is not None:   # after processor_stats() asked every worker
+            stats.update(self.workers.sections())
+        return stats
 
     def reset(self) -> None:
         """Start every count afresh (the reset_stats command; hold the
