@@ -24,6 +24,7 @@ from ..errors import ConfigurationError
 from ..report import parse_report_stats
 from ..runtime.naming import parse_id_list
 from . import consumer as consumer_cli
+from . import consumer_args
 
 EPILOG = """\
 examples:
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="control channel (configure, reset_stats, get_stats, stop, as the consumer's; "
            "configure also takes collectorCacheSize); '_' means "
            "pvapy:collector:<id>:control. Example: -cc _")
-    a("-ifs", "--id-format-spec", type=consumer_cli._id_format_arg, metavar="SPEC",
+    a("-ifs", "--id-format-spec", type=consumer_args.id_format_arg, metavar="SPEC",
       help="Python format spec of the producer and collector ids in channel names. "
            "Example: -ifs 03d makes -ic 'p:*:out' p:001:out, p:002:out")
     a("-ccs", "--collector-cache-size", type=int, default=-1, metavar="N",
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="objects released in order and waiting for the processor; while full, new "
            "objects are refused and counted as overruns (collectorStats.nRefused). Not "
            f"given, < 0 or 0 (pvapy's unbounded queue, with a warning): "
-           f"{consumer_cli.DEFAULT_FRAME_QUEUE_SIZE}. Example: -rqs 2000")
+           f"{consumer_args.DEFAULT_FRAME_QUEUE_SIZE}. Example: -rqs 2000")
     a("-oo", "--oid-offset", type=int, default=1, metavar="N",
       help="id step between consecutive objects of the ordered stream, for counting missed "
            "ids (default: %(default)s). Example: -oo 1")
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="release everything cached, in order, when nothing arrived for this long (the "
            "end of a stream; pvapy waits 5 s) (default: %(default)s). Example: "
            "--collector-flush 1")
-    consumer_actions = {action.dest: action for action in consumer_cli.build_parser()._actions}
+    consumer_actions = {action.dest: action for action in consumer_args.build_parser()._actions}
     for dest in SHARED_FLAGS:
         p._add_action(copy.copy(consumer_actions[dest]))
     return p
