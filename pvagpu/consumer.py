@@ -50,7 +50,8 @@ from .hpc import UserDataProcessor
 from .pva.control import CONTROL_STATS_TYPES, ControlChannel
 from .pva.input_record import InputRecord, input_type_of
 from .pva.publisher import LocalServer, Publisher
-from .pva.receiver import Receiver, distributor_options
+from .pva.monitor_request import request_text
+from .pva.receiver import Receiver
 from .pva.remote_output import RemoteOutput
 from .pva.status import StatusChannel
 from .runtime.config import ConsumerConfig
@@ -231,10 +232,8 @@ class Consumer:
         except BaseException:
             self.shutdown()  # threads, channels and the processor are running: stop them
             raise
-        request = self.receiver.request
-        if not isinstance(request, str):  # a distributor request Value: as pvapy writes it
-            request = (f"field(_[{self.receiver.distributor_plugin}="
-                       f"{distributor_options(self.receiver.distributor)}])")
+        request = request_text(self.receiver.request, self.receiver.distributor,
+                               self.receiver.distributor_plugin)
         log.info("consumer %s: receiving %s (%s, request %r)", self.consumer_id,
                  self.input_channel, self.delivery.description, request)
 

@@ -14,6 +14,9 @@ from p4p.client.thread import Context
 from conftest import wait_for
 from pvagpu import crypto
 from pvagpu.pva.loopback import free_port
+from test_crypto import CHANNEL, fields_of, keys  # noqa: F401 (keys: a fixture)
+from _value_cases import frame
+from p4p import Value
 
 N_CHECK = 60          # frames checked after the first one seen on the output
 
@@ -118,3 +121,54 @@ def test_sim_server_encryptor_decryptor_every_frame_bit_for_bit(processes, tmp_p
         for sub in subs:
             sub.close()
         ctx.close()
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_the_consumer_counts_missed_frames_from_authenticated_ids_only(keys, queued):
+    """Issue 11 section 1.7: the decryptor's consumer does not account the
+    clear uniqueId on receipt; after each accepted envelope it accounts the
+    processor's lastAuthenticatedId. A junk envelope with a far-off clear
+    uniqueId between good frames leaves processorStats.nMissed at 0; a real
+    gap (5, 6 never sent) counts 2; with a frame queue, frame 9 dropped
+    from the full queue is an overrun and not also missed."""
+    from pvagpu.consumer import Consumer
+    from pvagpu.hpc import AdImageDataDecryptor, AdImageDataEncryptor
+
+    enc = AdImageDataEncryptor({"privateKeyFilePath": keys["sender"], "sign": True,
+                                "publicKeyFilePath": keys["receiver.pub"]})
+    enc.outputChannel = CHANNEL
+    dec = AdImageDataDecryptor({"privateKeyFilePath": keys["receiver"],
+                                "publicKeyFilePath": keys["sender.pub"], "verify": True})
+    consumer = Consumer(CHANNEL, dec, skip_initial_updates=0,
+                        receiver_queue_size=100 if queued else None)
+    dec.inputChannel = CHANNEL      # what start() sets; not started: no network here
+    receiver, delivery = consumer.receiver, consumer.delivery
+    assert not receiver.track_ids
+    envelopes = {uid: enc.process(frame(uid=uid)) for uid in (1, 2, 3, 4, 7, 8, 9, 10)}
+    junk = Value(envelopes[3].type(), fields_of(envelopes[3]) | {"uniqueId": 2 ** 31 - 1})
+
+    def offer(*items):
+        for item in items:
+            receiver._on_value(envelopes[item] if isinstance(item, int) else item)
+
+    offer(1, 2)
+    assert consumer.stats()["processorStats"]["nMissed"] == 0
+    offer(junk, 3, 4, 7)            # the junk's clear id is far off: rejected, not accounted
+    if queued:                      # nothing processed yet: the queue holds them
+        offer(8)
+        delivery.resize(delivery.queue_length)
+        offer(9)                    # the queue is full: dropped, an overrun
+        delivery.resize(100)
+        offer(10)
+        delivery.start()
+    else:
+        offer(8, 9, 10)
+    try:
+        wait_for(lambda: dec.lastAuthenticatedId == 10, message="frame 10 processed")
+    finally:
+        delivery.stop(5)
+    stats = consumer.stats()
+    assert dec.nRejected == 1 and stats["processorStats"]["nErrors"] == 1
+    assert stats["receiverStats"]["nOverruns"] == (1 if queued else 0)
+    assert stats["processorStats"]["nMissed"] == 2     # 5 and 6: not the junk's, not 9
+    assert stats["processorStats"]["nProcessed"] == (7 if queued else 8)

@@ -150,19 +150,32 @@ def test_started_before_the_first_frame_the_queue_grows_without_loss_or_repeat(s
     assert c.n_missed == 0 and c.n_received == uid + 1 and c.n_repeated == 0
 
 
-def test_the_switch_merges_two_subscriptions_by_id():
-    """The merge on its own: the new subscription (snapshot 5) is held back
-    until the old one has delivered 5; 6, 7 and 8 then come from the new one;
-    nothing twice."""
+@pytest.mark.parametrize("old_ids, new_ids, out_ids, retired_after", [
+    # the new snapshot (5) is ahead: held back until the old one has delivered 5
+    ([3, 4, 5, 6, 7], [5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 9], 3),
+    # the new snapshot (3) is one the old one delivered: the old one is retired at once
+    ([3, 4, 5, 6], [3, 4, 5, 6, 7], [3, 4, 5, 6, 7], 1),
+    # the new one is behind the old one (at 5 when it sends 3): 4 and 5 are duplicates
+    ([3, 4, 5, 6], [None, None, 3, 4, 5, 6], [3, 4, 5, 6], 3),
+    # the source restarted its ids meanwhile: far below the last one is not a duplicate
+    ([500, 501], [1, 2, 3], [500, 1, 2, 3], 1),
+])
+def test_the_switch_merges_two_subscriptions_by_id(old_ids, new_ids, out_ids, retired_after):
+    """The merge on its own, old and new values interleaved: every id once,
+    in order, and the old subscription retired once the two overlap."""
     from pvagpu.pva.monitor_switch import MonitorSwitch
-    out, switched = [], []
-    switch = MonitorSwitch(out.append, lambda v: v, lambda: switched.append(len(out)), limit=10)
-    for old, new in ((3, 5), (4, 6), (5, 7), (6, None), (7, None)):
-        switch.from_old(old)
-        if new is not None:
-            switch.from_new(new)
-    switch.from_new(8)
-    assert out == [3, 4, 5, 6, 7, 8] and switched == [4] and switch.n_duplicates == 3
+    out, events = [], []
+    switch = MonitorSwitch(out.append, lambda v: v, lambda: events.append(("retired", len(out))),
+                           lambda: events.append(("through", len(out))), limit=10)
+    for i in range(max(len(old_ids), len(new_ids))):
+        if i < len(old_ids):
+            switch.from_old(old_ids[i])
+        if i < len(new_ids) and new_ids[i] is not None:
+            switch.from_new(new_ids[i])
+    assert out == out_ids
+    assert events[0] == ("retired", retired_after) and events[1][0] == "through"
+    sent = len(old_ids) + sum(uid is not None for uid in new_ids)
+    assert switch.n_duplicates == sent - len(out)
 
 
 SERVER = textwrap.dedent("""

@@ -94,3 +94,24 @@ def test_updates_without_the_oid_field_are_delivered_without_accounting(caplog):
 def test_start_needs_somewhere_to_deliver():
     with pytest.raises(ValueError, match="nothing to deliver the frames to"):
         Receiver("test:nowhere").start()
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+def test_authenticated_ids_are_accounted_after_processing_and_overruns_once(offset):
+    """track_ids off (a decryptor): nothing is accounted on receipt, even for
+    a far-off clear id; account() counts the gaps between authenticated
+    ids, less the ids dropped as overruns (counted once, as overruns)."""
+    step = offset
+    room = {1 * step: True, 2 * step: True, 3 * step: False, 2 ** 31 - 1: True,
+            6 * step: True}
+    receiver = Receiver("test:auth", skip_initial_updates=0, oid_offset=offset,
+                        deliver=lambda oid, value: room[oid])
+    receiver.track_ids = False
+    for uid in room:
+        receiver._on_value(update(uid))
+    c = receiver.counters
+    assert c.n_missed == 0 and c.n_overruns == 1     # nothing accounted on receipt
+    for uid in (1 * step, 2 * step):
+        receiver.account(uid)
+    receiver.account(6 * step)                       # 3 dropped (overrun), 4 and 5 missed
+    assert c.n_missed == 2

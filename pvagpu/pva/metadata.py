@@ -47,6 +47,7 @@ from typing import Optional
 from p4p.client.thread import Context
 
 from ..errors import ConfigurationError
+from .channel_search import SEARCH_PERIOD, ChannelSearch
 from .metadata_queue import DEFAULT_METADATA_QUEUE_SIZE, MetadataQueue, queue_size_or_default
 from .metadata_subscriptions import CaSubscription, MetadataSubscription, PvaSubscription
 
@@ -134,13 +135,16 @@ class MetadataChannels:
     bare ``NAME`` = CA; see :func:`parse_specs`); a single comma-separated
     string is accepted too. Channel ids are 1..n in list order. Construction
     validates everything (a :class:`ConfigurationError` for a bad spec, a
-    duplicate name, or ca:// without pyepics); :meth:`start` subscribes,
+    duplicate name, or ca:// without pyepics); :meth:`start` subscribes
+    (a pva:// channel that appears later is found within about
+    ``search_period`` s, :mod:`pvagpu.pva.channel_search`; <= 0: pvxs'
+    own search back-off only),
     :meth:`stop` closes every subscription (queues keep what they hold).
     Usable as a context manager.
     """
 
     def __init__(self, specs, queue_size: int = DEFAULT_METADATA_QUEUE_SIZE,
-                 server_queue_size: int = 0):
+                 server_queue_size: int = 0, search_period: float = SEARCH_PERIOD):
         normalized = parse_specs(specs) if isinstance(specs, str) else _normalize(specs or [])
         self.queue_size = queue_size_or_default(queue_size)
         self.server_queue_size = int(server_queue_size or 0)
@@ -158,6 +162,9 @@ class MetadataChannels:
         #: processor as ``metadataQueueMap``.
         self.queue_map: dict[str, MetadataQueue] = {c.name: c.queue for c in self._channels}
         self._context = None
+        #: re-opens the pva:// channels that deliver nothing (see search_period)
+        self.search_period = float(search_period)
+        self._search = None
         self._started = False
 
     # ------------------------------------------------------------------ life
@@ -167,10 +174,13 @@ class MetadataChannels:
             return self
         if any(c.protocol == "pva" for c in self._channels):
             self._context = Context("pva", nt=False)
+            self._search = ChannelSearch(self.search_period, "pvagpu-metadata-search")
         try:
             for channel in self._channels:
                 channel.reset_stats()
                 channel.start(self._context)
+                if channel.protocol == "pva":
+                    self._search.watch(lambda c=channel: not c.connected, channel.reopen)
         except BaseException:
             self.stop()
             raise
@@ -180,6 +190,9 @@ class MetadataChannels:
 
     def stop(self) -> None:
         """Close every subscription and the client context; idempotent."""
+        search, self._search = self._search, None
+        if search is not None:
+            search.stop()
         for channel in self._channels:
             try:
                 channel.stop()

@@ -6,6 +6,9 @@
     :class:`~pvagpu.pva.metadata.MetadataChannels`, with request ``field()``,
     or ``record[queueSize=N]field()`` when ``server_queue_size`` > 0. Each
     queued item is the p4p ``Value`` of one update, exactly as received.
+    A channel that appears after the consumer started is found within
+    about half a second (:meth:`PvaSubscription.reopen`, driven by
+    :mod:`pvagpu.pva.channel_search`).
 :class:`CaSubscription` (``ca://NAME`` or a bare ``NAME``)
     A Channel Access monitor (DBR_TIME, value + alarm changes) through the
     pyepics package, an optional dependency (``pip install pyepics`` or
@@ -127,10 +130,26 @@ class PvaSubscription(MetadataSubscription):
         self.request = (f"record[queueSize={int(server_queue_size)}]field()"
                         if server_queue_size and server_queue_size > 0 else "field()")
         self._sub = None
+        self._context = None
 
     def start(self, context) -> None:
+        self._context = context
         self._sub = context.monitor(self.name, self._on_update, request=self.request,
                                     notify_disconnect=True)
+
+    def reopen(self) -> None:
+        """Open the channel afresh (dropped from the context's cache, so it
+        is searched for at once): :class:`~pvagpu.pva.channel_search.ChannelSearch`
+        does it while the channel delivers nothing."""
+        context = self._context
+        if context is None:
+            return
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+        context.disconnect(self.name)
+        if self._context is context:
+            self.start(context)
 
     def _on_update(self, value) -> None:
         if isinstance(value, Value):
@@ -146,6 +165,7 @@ class PvaSubscription(MetadataSubscription):
             self._reject(f"{type(value).__name__}: {value}")
 
     def stop(self) -> None:
+        self._context = None
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()

@@ -4,7 +4,8 @@ Every delivery strategy (pvagpu.runtime.delivery) hands its frames to one
 :class:`FrameRunner`, so processed frames, errors (frame errors, codec
 errors, the frames a :class:`~pvagpu.errors.BatchFramesError` names) and
 the first/last object ids and times are counted here and nowhere else.
-(Missed frames are counted on receipt, by the receiver's IdTracker.)
+(Missed frames are counted on receipt, by the receiver's IdTracker, or
+here for authenticated object ids, see below.)
 
 A frame whose processing raises (bad dimensions, an unknown codec, a
 corrupt payload, a processor bug) is counted as an error with a
@@ -16,8 +17,22 @@ reset_stats) hold it too, so they never race with ``process()``. The
 per-frame path takes that one uncontended lock and does no logging, no
 dict building and no copy: counters are attribute increments.
 
-The output channel is created from the first object received, a skipped
-one included (pvapy's ``getOutputPvObjectType``).
+The output channel: when the processor's output type does not depend on
+the input (``getOutputPvObjectType(None)`` gives a type: GPU processors,
+the encryptors, a processor that declares its output structure), the
+record is served from the start (:meth:`FrameRunner.open_output_at_start`),
+so a downstream consumer started before the first frame finds it and gets
+the first frames. Otherwise (the call raises or gives None: the default,
+which republishes the input's structure, and the decryptors, whose output
+is the original object) it is created from the first object received, a
+skipped one included (pvapy's ``getOutputPvObjectType``): serving a guessed
+type and re-opening the record when the first object differs would be a
+disconnect for its clients.
+
+Authenticated object ids: with :meth:`FrameRunner.account_ids`, after each
+successful ``process()`` the processor's ``lastAuthenticatedId`` goes to the
+receiver's missed-frame accounting (pvagpu.pva.frame_intake), and batches
+are processed frame by frame (so each frame's id is accounted).
 """
 from __future__ import annotations
 
@@ -27,7 +42,7 @@ import time
 
 from ..errors import BatchFramesError
 from ..hpc import UserDataProcessor
-from ..pva.receiver import SKIPPED
+from ..pva.frame_intake import SKIPPED
 from ..stats import ErrorLog, ProcessorCounters
 
 log = logging.getLogger(__name__)
@@ -58,6 +73,15 @@ class FrameRunner:
         self._output_pending = publisher is not None
         self._process_batch = batch_method(processor)
         self._errors = ErrorLog(log)
+        self._ids = None            # the intake that accounts authenticated ids
+
+    def account_ids(self, intake) -> None:
+        """Account the processor's ``lastAuthenticatedId`` after each
+        successful ``process()`` with ``intake.account(oid)`` (a
+        :class:`~pvagpu.pva.frame_intake.FrameIntake` whose ``track_ids``
+        is off); batches are then processed frame by frame."""
+        self._ids = intake
+        self._process_batch = None
 
     # -- one frame ----------------------------------------------------------
 
@@ -124,6 +148,13 @@ class FrameRunner:
             self.failed(oid, exc)
         else:
             self.succeeded()
+            if self._ids is not None:
+                self._account(self.processor.lastAuthenticatedId)
+
+    def _account(self, oid) -> None:
+        """Account ``oid``, the processor's last authenticated id, once."""
+        if oid is not None and oid != self._ids.ids.last_id:
+            self._ids.account(oid)
 
     def succeeded(self) -> None:
         """Count one frame processed."""
@@ -134,6 +165,32 @@ class FrameRunner:
         self.counters.count_error(exc)
         self._errors(type(exc).__name__, "consumer %s: frame %s not processed: %s: %s",
                      self.consumer_id, oid, type(exc).__name__, exc)
+
+    def open_output_at_start(self) -> bool:
+        """Serve the output record now if the processor's output type does
+        not need the input (``getOutputPvObjectType(None)`` gives one);
+        True when it did. Else it is opened from the first object."""
+        with self.lock:
+            if not self._output_pending or self.publisher.is_open:
+                return False
+            try:
+                out = self.processor.getOutputPvObjectType(None)
+            except Exception:   # noqa: BLE001 - it needs the input: from the first object
+                return False
+            if out is None:
+                return False
+            try:
+                self.publisher.open(out)
+            except Exception as exc:   # counted; tried again with the first object
+                self._output_failed(exc)
+                return False
+            self._output_pending = False
+            return True
+
+    def _output_failed(self, exc: Exception) -> None:
+        self.publisher.counters.n_errors += 1
+        self._errors("output", "consumer %s: cannot create output channel %s: %s: %s",
+                     self.consumer_id, self.publisher.channel, type(exc).__name__, exc)
 
     def _open_output(self, first) -> None:
         """Create the output record from the first input (pvapy's
@@ -147,6 +204,4 @@ class FrameRunner:
             if out is not None:
                 pub.open(out)
         except Exception as exc:
-            pub.counters.n_errors += 1
-            self._errors("output", "consumer %s: cannot create output channel %s: %s: %s",
-                         self.consumer_id, pub.channel, type(exc).__name__, exc)
+            self._output_failed(exc)
