@@ -75,7 +75,7 @@ def test_a_stalled_consumer_loses_no_frame_of_a_burst_by_default(source):
         got.append(oid)
         return True
 
-    receiver = Receiver(source.name, deliver=deliver, on_sized=notes.append)
+    receiver = Receiver(source.name, deliver=deliver, on_note=notes.append)
     receiver.start()
     try:
         wait_for(lambda: receiver.counters.n_received, message="connected")

@@ -88,7 +88,7 @@ def _start_notes(consumer, note) -> None:
         note(f"control channel {consumer.control_channel_name}: commands accepted from "
              f"{housekeeping.access.describe()} (--control-allow)")
     if getattr(consumer, "receiver", None) is not None:
-        consumer.receiver.on_sized = note
+        consumer.receiver.on_note = note
 
 
 def _distributor(args) -> dict | None:

@@ -77,13 +77,13 @@ class ProducerGroup:
             r.skip = n
 
     @property
-    def on_sized(self):
+    def on_note(self):
         return None
 
-    @on_sized.setter
-    def on_sized(self, note) -> None:
+    @on_note.setter
+    def on_note(self, note) -> None:
         for r in self.receivers.values():
-            r.on_sized = note
+            r.on_note = note
 
     def reset_stats(self) -> None:
         for r in self.receivers.values():

@@ -73,7 +73,7 @@ class Receiver(QueueGrowth, FrameIntake):
     for (pvapy's -fr, see :func:`parse_field_request`; ConfigurationError
     if malformed), ignored with a warning when distributor options are
     given. ``queue_memory``/``on_note``: the default monitor queue (module
-    docstring; ``on_sized`` is the same callback under its former name);
+    docstring);
     ``search_period``: see :mod:`pvagpu.pva.channel_search` (<= 0: pvxs'
     own back-off only)."""
 
@@ -82,7 +82,7 @@ class Receiver(QueueGrowth, FrameIntake):
                  distributor: dict | None = None, distributor_plugin: str = "pydistributor",
                  field_request: str | None = None, sequential_updates: int = 1,
                  queue_memory: int = monitor_queue.DEFAULT_QUEUE_MEMORY, on_note=None,
-                 on_sized=None, search_period: float = SEARCH_PERIOD):
+                 search_period: float = SEARCH_PERIOD):
         super().__init__(channel, oid_field=oid_field, oid_offset=oid_offset,
                          skip_initial_updates=skip_initial_updates, deliver=deliver,
                          sequential_updates=sequential_updates)
@@ -99,7 +99,7 @@ class Receiver(QueueGrowth, FrameIntake):
             self.fields = ()
         self.server_queue_size = int(server_queue_size)
         self.queue_memory = int(queue_memory)
-        self.on_note = on_note or on_sized
+        self.on_note = on_note
         self.search_period = float(search_period)
         #: the queue size asked for (server_queue_size, or the one sized)
         self.queue_size = self.server_queue_size
@@ -116,15 +116,6 @@ class Receiver(QueueGrowth, FrameIntake):
         self._search = None
         self._watch = None
         self._stopped = True
-
-    @property
-    def on_sized(self):
-        """The former name of :attr:`on_note`."""
-        return self.on_note
-
-    @on_sized.setter
-    def on_sized(self, callback) -> None:
-        self.on_note = callback
 
     # -- the request ----------------------------------------------------------
 
