@@ -212,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("-dpn", "--distributor-plugin-name", default="pydistributor", metavar="NAME",
       help="server-side distributor plugin used by -dg/-ds/-dt/-du: pydistributor in pvapy "
            "servers (pvapy-ad-sim-server, pvapy-mirror-server), distributor in pvDatabase "
-           "(default: %(default)s). pvxs servers (p4p, NDPluginPvxs) have none and send "
-           "every frame. Example: -dpn distributor")
+           "(default: %(default)s). pvxs servers (pvagpu-sim-server, a pvagpu consumer's "
+           "output, p4p, NDPluginPvxs) have none: the consumer says so once and receives every "
+           "frame (missed-frame offset 1); share such a stream through pvapy-mirror-server "
+           "(README, Scaling out). Example: -dpn distributor")
     a("-dg", "--distributor-group", metavar="GROUP",
       help="distributor client group: the server shares the frames between the clients "
            "(or sets) of a group; groups are independent (server default: 'default'). "
