@@ -3,7 +3,6 @@ PVA monitors against an in-test p4p server, and Channel Access against the
 soft IOC that epicscorelibs (a p4p dependency) ships, through pyepics."""
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from p4p.server.thread import SharedPV
 from conftest import loopback_env, process_env, wait_for
 from pvagpu.errors import ConfigurationError
 from pvagpu.ntnda import TIME_T
+from pvagpu.pva.loopback import ca_loopback_env
 from pvagpu.pva.metadata import MetadataChannels, parse_spec, parse_specs
 from pvagpu.pva.metadata_queue import DEFAULT_METADATA_QUEUE_SIZE, MetadataQueue
 from pvagpu.pva.publisher import LocalServer
@@ -257,21 +257,6 @@ record(mbbo, "md:enum") { field(ZRST, "zero") field(ONST, "one") }
 """
 
 
-def _free_tcp_udp_port():
-    """A port that is free for both TCP and UDP on loopback (CA uses both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no free port for both TCP and UDP")
-
-
 class Ioc:
     """epicscorelibs' soft IOC in a subprocess, driven through its console."""
 
@@ -313,11 +298,7 @@ def ca_ioc(tmp_path_factory):
     per process, when its context is created, so the CA settings are
     process-wide for the rest of the session; they confine CA to loopback."""
     pytest.importorskip("epics", reason="pyepics (the optional CA client) is not installed")
-    port = _free_tcp_udp_port()
-    ca_env = {"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO",
-              "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-              "EPICS_CA_SERVER_PORT": str(port),
-              "EPICS_CA_REPEATER_PORT": str(_free_tcp_udp_port())}
+    ca_env = ca_loopback_env()
     saved = {key: os.environ.get(key) for key in ca_env}
     os.environ.update(ca_env)
     db = tmp_path_factory.mktemp("ioc") / "md.db"
