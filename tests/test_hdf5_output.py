@@ -272,7 +272,7 @@ def test_unique_id_timestamps_and_attributes_are_stored_per_frame(make, tmp_path
     values = [frame(image("uint16", uid), uid + 100, "bslz4", time_stamp=ts[uid],
                     data_time_stamp=dts[uid], attributes=attrs[uid]) for uid in range(3)]
     p = make()
-    stats = write(p, values)
+    write(p, values)
     with h5py.File(only_file(tmp_path), "r") as f:
         assert f["/entry"].attrs["NX_class"] == "NXentry"
         assert f["/entry/data"].attrs["NX_class"] == "NXdata"
