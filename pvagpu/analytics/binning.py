@@ -23,27 +23,17 @@ from .base import AnalyticsProcessor, Step
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _bin_sum(image, by, bx, scale, out):
+def _bin_sum(image, by, bx, zero, scale, out):
+    """``out`` = the by x bx block sums of ``image`` times ``scale``, summed
+    from ``zero`` (0 for integer bins, exact; 0.0 for float bins)."""
     ny, nx = out.shape
     for j in numba.prange(ny):
         for i in range(nx):
-            acc = 0.0
+            acc = zero
             for y in range(j * by, j * by + by):
                 for x in range(i * bx, i * bx + bx):
                     acc += image[y, x]
             out[j, i] = acc * scale
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _bin_sum_int(image, by, bx, out):
-    ny, nx = out.shape
-    for j in numba.prange(ny):
-        for i in range(nx):
-            acc = 0
-            for y in range(j * by, j * by + by):
-                for x in range(i * bx, i * bx + bx):
-                    acc += image[y, x]
-            out[j, i] = acc
 
 
 def binned_dtype(dtype, mode: str) -> np.dtype:
@@ -79,10 +69,10 @@ class BinningStep(Step):
         if self.fast and image.ndim == 2:
             out = np.empty((ny, nx), dtype)
             if dtype.kind in "iu":
-                _bin_sum_int(image, self.by, self.bx, out)
+                _bin_sum(image, self.by, self.bx, 0, 1, out)
             else:
                 scale = 1.0 / (self.by * self.bx) if self.mode == "mean" else 1.0
-                _bin_sum(image, self.by, self.bx, scale, out)
+                _bin_sum(image, self.by, self.bx, 0.0, scale, out)
             return out
         xp = self.xp
         crop = image[:ny * self.by, :nx * self.bx]
