@@ -86,8 +86,13 @@ def test_chain_over_pva_reconfigured_through_the_control_channel(processes):
                            "-pa", json.dumps({"steps": STEPS, "gpu": "none"}), "-dc")
     ctx = Context("pva", nt=False)
     inputs, outputs, messages = {}, {}, []
-    subs = [ctx.monitor("an:image", lambda v: inputs.__setitem__(
-                int(v["uniqueId"]), ntnda.frame_from_value(v).image.copy())),
+
+    def keep_input(v):
+        # the channel holds an empty NTNDArray (uniqueId 0) before the first
+        # frame; a callback that raised would end the subscription (p4p)
+        if v["uniqueId"] > 0:
+            inputs[int(v["uniqueId"])] = ntnda.frame_from_value(v).image.copy()
+    subs = [ctx.monitor("an:image", keep_input),
             ctx.monitor("pvapy:consumer:1:output", lambda v: outputs.__setitem__(
                 int(v["uniqueId"]), v) if "nAbove" in v else None),
             ctx.monitor("pvapy:consumer:1:control", lambda v: messages.append(
