@@ -43,6 +43,28 @@ def test_missed_frames_are_counted_from_the_first_processed_frame():
     assert pvapy.nMissed == 2
 
 
+def test_a_reopened_subscription_does_not_deliver_the_snapshot_seen_again():
+    """A subscription opened again (a reconnect, or the channel search's
+    re-open racing the first connect) starts with the record's current
+    value: when that is the update last seen, skipped snapshot included, it
+    is counted as repeated and not delivered; a new one is delivered."""
+    got = []
+    receiver = Receiver("test:reopen", skip_initial_updates=1,
+                        deliver=lambda oid, value: got.append(oid))
+    receiver._on_value(update(0))            # the connect snapshot: skipped
+    receiver._resync = True                  # what a re-open sets
+    receiver._on_value(update(0))            # the same snapshot again
+    receiver._on_value(update(1))
+    receiver._on_value(update(2))
+    receiver._resync = True
+    receiver._on_value(update(2))            # the reconnect snapshot of frame 2
+    receiver._resync = True
+    receiver._on_value(update(3))            # a new frame after a re-open
+    c = receiver.counters
+    assert got == [SKIPPED, 1, 2, 3]
+    assert (c.n_repeated, c.n_missed, c.n_received) == (2, 0, 6)
+
+
 def test_a_refused_update_is_an_overrun_and_not_a_miss():
     """deliver returns False when it has no room (a full frame queue): the
     update is counted as an overrun; the ids stay tracked, so the next

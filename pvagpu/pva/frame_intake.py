@@ -66,6 +66,7 @@ class FrameIntake:
         self.track_ids = True
         self.connected = False
         self._resync = False
+        self._last_seen = None      # the object id of the last update, skipped ones included
         self._warned_no_oid = False
         self._dropped = deque(maxlen=DROPPED_IDS_KEPT)
 
@@ -89,20 +90,21 @@ class FrameIntake:
         if not self.connected:
             self.connected = True
             c.n_connects += 1
+        resync, self._resync = self._resync, False
         if self.skip > 0:
             self.skip -= 1
             c.n_skipped += 1
+            self._last_seen = self.oid_of(value)
             oid = SKIPPED
         else:
             try:
                 oid = value[self.oid_field]
             except (KeyError, ValueError):
                 oid = self._no_oid()
-            if self._resync:
-                self._resync = False
-                if oid is not None and oid == self.ids.last_id:
-                    c.n_repeated += 1  # the reconnect snapshot of a frame we have
-                    return
+            seen, self._last_seen = self._last_seen, oid
+            if resync and oid is not None and oid == seen:
+                c.n_repeated += 1  # the reconnect snapshot of an update we have had
+                return
             if oid is not None and self.track_ids:
                 c.n_missed += self.ids.update(oid)
         try:

@@ -150,8 +150,7 @@ class Receiver(QueueGrowth, FrameIntake):
             # Values as received (not unwrapped); EPICS_PVA_* from the environment
             self._context = raw.Context("pva", nt=False, useenv=True)
             self._search = ChannelSearch(self.search_period, f"pvagpu-search-{self.channel}")
-            self._watch = self._search.watch(lambda: not self.connected,
-                                             lambda: self._resubscribe(fresh=True))
+            self._watch = self._search.watch(lambda: not self.connected, self._search_again)
             self._open()
 
     def stop(self) -> None:
@@ -226,12 +225,20 @@ class Receiver(QueueGrowth, FrameIntake):
         except Exception as exc:  # noqa: BLE001 - a display problem only
             log.warning("%s: on_note failed: %s", self.channel, exc)
 
-    def _resubscribe(self, fresh: bool = False) -> None:
+    def _search_again(self) -> None:
+        """The channel search's re-open of a channel still waiting: as a
+        new channel, unless it connected meanwhile."""
+        self._resubscribe(fresh=True, only_if_waiting=True)
+
+    def _resubscribe(self, fresh: bool = False, only_if_waiting: bool = False) -> None:
         """Open the channel again; ``fresh``: as a new channel (dropped
-        from pvxs' cache), which is searched for at once."""
+        from pvxs' cache), which is searched for at once. The new
+        subscription's snapshot of the last update seen is not delivered
+        again (:class:`FrameIntake`)."""
         with self._lock:
-            if self._stopped:
+            if self._stopped or (only_if_waiting and self.connected):
                 return
+            self._resync = True
             self._close_ops()
             if fresh:
                 self._context.disconnect(self.channel)
