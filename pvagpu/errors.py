@@ -31,7 +31,8 @@ class CorruptPayloadError(CodecError):
 
 class ConfigurationError(PvagpuError, ValueError):
     """A configuration value (processor args, command-line flag, output
-    directory, key file, ...) that cannot be used."""
+    directory, key file, ...) that cannot be used. Also exported as
+    ``pvagpu.pva.ConfigurationError``, pvapy's name."""
 
 
 class OutputFileError(PvagpuError, OSError):

@@ -78,10 +78,32 @@ def test_time_stamp_as_float_from_values_dicts_and_fields():
     assert TimeUtility.getTimeStampAsFloat({"secondsPastEpoch": 2, "nanoseconds": 5e8}) == 2.5
     assert TimeUtility.getTimeStampAsFloat(pva.PvTimeStamp(7.75)) == 7.75
     assert TimeUtility.getTimeStampAsFloat(ntnda.TimeStamp(3, 1)) == 3 + 1e-9
-    with pytest.raises(FrameError, match="noSuchField"):
+    with pytest.raises(pva.InvalidArgument, match="noSuchField"):
         TimeUtility.getTimeStampAsFloat(value, "noSuchField")
-    with pytest.raises(FrameError, match="nanoseconds"):
+    with pytest.raises(FrameError, match="nanoseconds"):     # the runtime counts it as such
         TimeUtility.getTimeStampAsFloat({"secondsPastEpoch": 1})
+
+
+def test_pvapy_exception_names_are_pvagpus_errors():
+    """A ported processor's ``except pva.X`` lines: the names exist, form
+    pvapy's hierarchy, and are the errors pvagpu raises and counts."""
+    import queue
+
+    from pvagpu import errors
+    for name in ("InvalidArgument", "FieldNotFound", "InvalidDataType", "InvalidRequest",
+                 "InvalidState", "ObjectAlreadyExists", "ObjectNotFound"):
+        assert issubclass(getattr(pva, name), pva.PvaException), name
+    assert issubclass(pva.PvaException, errors.PvagpuError)
+    assert issubclass(pva.FieldNotFound, KeyError) and issubclass(pva.FieldNotFound, FrameError)
+    assert str(pva.FieldNotFound("no field x")) == "no field x"
+    assert pva.ConfigurationError is errors.ConfigurationError
+    assert (pva.QueueEmpty, pva.QueueFull) == (queue.Empty, queue.Full)
+    try:
+        import pvaccess
+    except ImportError:
+        return
+    assert {n for n in dir(pvaccess) if isinstance(getattr(pvaccess, n), type) and
+            issubclass(getattr(pvaccess, n), BaseException)} <= set(dir(pva))
 
 
 # ---------------------------------------------------------------------------

@@ -11,13 +11,15 @@ here one by one so that readers and editors see them.
 pvapy's object constructors (``PvObject``, ``NtNdArray``, ``NtAttribute``,
 ``PvInt`` and friends, ``PvTimeStamp``, ``PvDimension``, ``PvCodec``,
 ``PvAlarm``) are here too, as builders of p4p Values
-(:mod:`pvagpu.pva.objects`).
+(:mod:`pvagpu.pva.objects`), and so are its exception names
+(``pva.InvalidArgument``, ``pva.QueueEmpty``, ...: :mod:`pvagpu.pva.exceptions`).
 """
-# pvapy processors catch ``pva.QueueEmpty`` around metadataQueueMap[...].get();
-# pvagpu's metadata queues raise queue.Empty, exported here under that name.
-from queue import Empty as QueueEmpty
-
 from ..ntnda import PvType
+# pvapy's exception names; pva.QueueEmpty is queue.Empty, which the metadata
+# queues raise (pvapy processors catch it around metadataQueueMap[...].get())
+from .exceptions import (ConfigurationError, FieldNotFound, InvalidArgument, InvalidDataType,
+                         InvalidRequest, InvalidState, ObjectAlreadyExists, ObjectNotFound,
+                         PvaException, QueueEmpty, QueueFull)
 from .objects import (NtAttribute, NtNdArray, PvAlarm, PvBoolean, PvByte, PvCodec, PvDimension,
                       PvDouble, PvFloat, PvInt, PvLong, PvObject, PvScalar, PvShort, PvString,
                       PvTimeStamp, PvUByte, PvUInt, PvULong, PvUShort)
@@ -36,7 +38,10 @@ DOUBLE = PvType.DOUBLE
 STRING = PvType.STRING
 
 __all__ = ["BOOLEAN", "BYTE", "SHORT", "INT", "LONG", "UBYTE", "USHORT", "UINT", "ULONG",
-           "FLOAT", "DOUBLE", "STRING", "QueueEmpty",
+           "FLOAT", "DOUBLE", "STRING",
+           "PvaException", "InvalidArgument", "FieldNotFound", "InvalidDataType",
+           "InvalidRequest", "InvalidState", "ObjectAlreadyExists", "ObjectNotFound",
+           "ConfigurationError", "QueueEmpty", "QueueFull",
            "PvObject", "PvScalar", "PvBoolean", "PvByte", "PvUByte", "PvShort", "PvUShort",
            "PvInt", "PvUInt", "PvLong", "PvULong", "PvFloat", "PvDouble", "PvString",
            "PvTimeStamp", "PvDimension", "PvCodec", "PvAlarm", "NtAttribute", "NtNdArray"]

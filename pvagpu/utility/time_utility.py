@@ -1,8 +1,8 @@
 """pvapy's TimeUtility: an EPICS time stamp as float seconds."""
 from __future__ import annotations
 
-from ..errors import FrameError
 from ..ntnda import TimeStamp
+from ..pva.exceptions import InvalidArgument
 
 
 class TimeUtility:
@@ -14,17 +14,18 @@ class TimeUtility:
     def getTimeStampAsFloat(cls, pvObject, fieldName: str = "") -> float:
         """Seconds past the POSIX epoch of a time stamp: ``pvObject`` itself
         (a p4p Value, a dict or a :class:`pvagpu.ntnda.TimeStamp`), or its
-        field ``fieldName`` (e.g. ``'timeStamp'``). A missing field is a
-        :class:`pvagpu.errors.FrameError` naming it."""
+        field ``fieldName`` (e.g. ``'timeStamp'``). A missing field raises
+        ``pva.InvalidArgument`` naming it, as pvapy does (it is also a
+        :class:`pvagpu.errors.FrameError`)."""
         if isinstance(pvObject, TimeStamp):
             return pvObject.seconds
         if fieldName:
             if fieldName not in pvObject:
-                raise FrameError(f"input object does not have field {fieldName}")
+                raise InvalidArgument(f"input object does not have field {fieldName}")
             stamp = pvObject[fieldName]
         else:
             stamp = pvObject
         for name in ("secondsPastEpoch", "nanoseconds"):
             if name not in stamp:
-                raise FrameError(f"time stamp does not contain the {name} field")
+                raise InvalidArgument(f"time stamp does not contain the {name} field")
         return stamp["secondsPastEpoch"] + stamp["nanoseconds"] / cls.NANOSECONDS_IN_SECOND
