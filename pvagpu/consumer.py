@@ -79,6 +79,9 @@ class Consumer:
     (:attr:`on_stats` takes more). Use as a context manager (start /
     shutdown), or call :meth:`run`."""
 
+    #: the id's name in the statistics and the status and control records (pvapy's)
+    ID_FIELD = "consumerId"
+
     def __init__(self, config, processor=None, *, on_stats=(), **options):
         if not isinstance(config, ConsumerConfig):
             config = ConsumerConfig(config, **options)
@@ -255,11 +258,12 @@ class Consumer:
                 self.server, self.status_channel_name, self.consumer_id, self.input_channel,
                 user_types=self.statistics.processor_stats_types(),
                 metadata_ids=range(1, len(self.metadata) + 1) if self.metadata else (),
-                sections=self._status_sections())
+                sections=self._status_sections(), id_field=self.ID_FIELD)
         if self.control_channel_name:
             self.control = ControlChannel(self.server, self.control_channel_name,
                                           self.consumer_id, self.housekeeping.submit,
-                                          access=self.housekeeping.access)
+                                          access=self.housekeeping.access,
+                                          id_field=self.ID_FIELD)
         if self.workers is not None:
             return
         # one-time decoder costs (numba compilation of the bslz4 check) are paid

@@ -12,7 +12,7 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from conftest import wait_for
-from pvagpu import ntnda, pva
+from pvagpu import ntnda, pva, report
 from pvagpu.cli import collector as cli
 from pvagpu.collector import Collector, CollectorConfig, OrderingCache, collector_cache_size
 from pvagpu.consumer import Consumer
@@ -188,7 +188,8 @@ def test_split_two_consumers_collect_reassembles_every_frame_in_order(pva_env):
                          message=f"consumer {consumer.consumer_id} output open")
             collector = Collector(CollectorConfig(
                 "process:*:output", producer_ids="1,2", consumer_id=1, collector_flush=0.3,
-                status_channel="collector:*:status"), stitch)
+                status_channel="collector:*:status", control_channel="collector:*:control"),
+                stitch)
             with collector:
                 wait_for(lambda: collector.receiver.connected, timeout=30,
                          message="collector connected to both producers")
@@ -198,6 +199,7 @@ def test_split_two_consumers_collect_reassembles_every_frame_in_order(pva_env):
                 wait_for(lambda: len(stitch.frames) == n, timeout=30,
                          message=f"{n} frames stitched")
                 stats = collector.stats()
+                control = collector.control.pv.current()
         finally:
             for consumer in consumers:
                 consumer.shutdown()
@@ -212,6 +214,11 @@ def test_split_two_consumers_collect_reassembles_every_frame_in_order(pva_env):
     assert stats["producerStats_2"]["channel"] == "process:2:output"
     value = collector.status.value_for(stats)
     assert value["collectorStats.nCollected"] == 2 * n
+    # pvapy's collector names its id collectorId: statistics, status and control records
+    assert stats["collectorId"] == 1 and "consumerId" not in stats
+    assert value["collectorId"] == 1 and "consumerId" not in value
+    assert control["collectorId"] == 1 and "consumerId" not in control
+    assert report.values.header_words(stats)[0] == "collector 1"
 
 
 class IdRecorder(UserDataProcessor):

@@ -89,6 +89,8 @@ class CollectorConfig(ConsumerConfig):
 class Collector(Consumer):
     """Runs a processor on the objects of several producers, in id order."""
 
+    ID_FIELD = "collectorId"
+
     def __init__(self, config, processor=None, *, on_stats=(), **options):
         if not isinstance(config, CollectorConfig):
             config = (CollectorConfig(config, **options) if isinstance(config, str)
@@ -134,6 +136,7 @@ class CollectorStatistics:
 
     def collect(self) -> dict:
         stats = self.base.collect()
+        stats = {Collector.ID_FIELD: stats.pop("consumerId", 0), **stats}
         receiving = stats["processorStats"]["receivingTime"]
 
         def rate(n):

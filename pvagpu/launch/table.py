@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional, Sequence
 
-from ..report.values import clock, is_number, num
+from ..report.values import clock, id_label, is_number, num
 
 COLUMNS = (("consumer", 12, "<"), ("gpu", 5, "<"), ("state", 10, "<"), ("received", 9, ">"),
            ("processed", 10, ">"), ("frames/s", 9, ">"), ("missed", 7, ">"),
@@ -137,14 +137,13 @@ def consumer_rows(states: Sequence, meta: Mapping, samples: Mapping) -> List[Row
     """Rows of the consumers whose status channels are ``states``.
 
     ``meta``: channel -> ``{'label', 'gpu', 'exit'}`` (what the launcher
-    knows; missing for --monitor, where the label is the consumerId);
+    knows; missing for --monitor, where the label is the consumer or collector id);
     ``samples``: GPU -> NVML sample (:meth:`GpuProbe.sample`)."""
     rows = []
     for state in states:
         info = meta.get(state.channel, {})
         stats = state.stats or {}
-        label = info.get("label") or (f"consumer {stats['consumerId']}" if "consumerId" in stats
-                                      else state.channel)
+        label = info.get("label") or id_label(stats) or state.channel
         gpu = info.get("gpu")
         if gpu is None:
             device = (stats.get("userStats") or {}).get("gpuDevice")

@@ -74,14 +74,18 @@ class ControlChannel:
     process, from this host. :attr:`n_commands` counts the accepted
     commands, :attr:`n_rejected` the PUTs refused for access."""
 
-    def __init__(self, server, name: str, consumer_id: int, handler, access=None):
+    def __init__(self, server, name: str, consumer_id: int, handler, access=None,
+                 id_field: str = "consumerId"):
         self.name = name
         self.handler = handler
         self.access = access if isinstance(access, ControlAccess) else ControlAccess.parse(access)
         self.n_commands = 0
         self.n_rejected = 0
         self._denials = ErrorLog(log)
-        self.pv = SharedPV(initial=Value(CONTROL_TYPE, {"consumerId": consumer_id}))
+        # a collector's record names its id collectorId, as pvapy's does
+        kind = CONTROL_TYPE if id_field == CONTROL_FIELDS[0][0] else Type(
+            [(id_field, CONTROL_FIELDS[0][1])] + CONTROL_FIELDS[1:])
+        self.pv = SharedPV(initial=Value(kind, {id_field: consumer_id}))
         self.pv.put(self._on_put)
         server.add(name, self.pv)
 

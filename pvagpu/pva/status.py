@@ -66,11 +66,13 @@ def user_stats_fields(pva_types: dict | None) -> list:
     return fields
 
 
-def status_fields(user_fields=(), metadata_ids=(), extras: bool = True, sections=()) -> list:
+def status_fields(user_fields=(), metadata_ids=(), extras: bool = True, sections=(),
+                  id_field: str = "consumerId") -> list:
     """The status record's fields (p4p type spec). ``extras=False`` gives
     exactly pvapy's structure; ``sections``: ``(name, fields)`` of further
-    sub-structures."""
-    fields = list(HEADER_FIELDS)
+    sub-structures; ``id_field``: the name of the first field (a
+    collector's is ``collectorId``)."""
+    fields = [(id_field, HEADER_FIELDS[0][1])] + HEADER_FIELDS[1:]
     for group in GROUPS:
         group_fields = STATS_TYPES[group]
         if not extras:
@@ -130,26 +132,30 @@ class StatusChannel:
     """The status record of one consumer; :meth:`publish` posts statistics."""
 
     def __init__(self, server, name: str, consumer_id: int, input_channel: str,
-                 user_types: dict | None = None, metadata_ids=(), sections=()):
+                 user_types: dict | None = None, metadata_ids=(), sections=(),
+                 id_field: str = "consumerId"):
         self.name = name
+        #: the first field: ``consumerId``, or a collector's ``collectorId`` (pvapy's names)
+        self.id_field = id_field
         self.user_fields = user_stats_fields(user_types)
         self.metadata_ids = list(metadata_ids)
         #: ``(name, fields)`` of the further sub-structures; a callable is
         #: given :attr:`user_fields` (a worker's section holds its userStats)
         sections = sections(self.user_fields) if callable(sections) else sections
         self.section_names = [name for name, _ in sections]
-        self.fields = status_fields(self.user_fields, self.metadata_ids, sections=sections)
+        self.fields = status_fields(self.user_fields, self.metadata_ids, sections=sections,
+                                    id_field=id_field)
         self.type = Type(self.fields)
         self.object_id = 0
         self.pv = server.add(name, SharedPV(initial=Value(self.type, {
-            "consumerId": consumer_id, "inputChannel": input_channel})))
+            id_field: consumer_id, "inputChannel": input_channel})))
 
     def value_for(self, stats: dict, now: float | None = None) -> Value:
         """The record's Value for a statistics dictionary
         (:func:`pvagpu.stats.build_stats`)."""
         now = time.time() if now is None else now
         data = {key: stats.get(key, {}) for key in GROUPS + ("userStats",)}
-        data["consumerId"] = stats.get("consumerId", 0)
+        data[self.id_field] = stats.get(self.id_field, 0)
         data["inputChannel"] = stats.get("inputChannel", "")
         data["objectId"] = self.object_id
         data["objectTime"] = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -158,10 +158,17 @@ def flatten(section: Mapping, prefix: str = "") -> dict:
 # a statistics dict as a whole
 # --------------------------------------------------------------------------
 
+def id_label(stats: Mapping) -> Optional[str]:
+    """'consumer 3' or 'collector 1' (by the id field the statistics carry); None without."""
+    for field, kind in (("consumerId", "consumer"), ("collectorId", "collector")):
+        if field in stats:
+            return f"{kind} {stats[field]}"
+    return None
+
+
 def header_words(stats: Mapping) -> list:
-    words = []
-    if "consumerId" in stats:
-        words.append(f"consumer {stats['consumerId']}")
+    label = id_label(stats)
+    words = [label] if label else []
     if stats.get("inputChannel"):
         words.append(str(stats["inputChannel"]))
     return words
