@@ -10,18 +10,19 @@ from pvagpu.pva.publisher import LocalServer, Publisher
 
 
 @pytest.mark.pva
-def test_publisher_reopens_for_a_value_of_another_type(pva_env):
-    """A processor may open its output from the received frame and then
-    publish NTNDArrays it builds itself: p4p refuses to post a Value of
-    another type object, so the record is re-opened once with the new type."""
+def test_a_record_opened_from_the_input_takes_the_first_objects_structure(pva_env):
+    """The record is opened from the input's snapshot (here p4p's NTNDArray,
+    which has no descriptor field) and the processor publishes NTNDArrays
+    it builds itself: before its first publication the record is re-opened
+    once with their structure, so nothing is lost."""
     server = LocalServer()
     publisher = Publisher(server, "test:reopen:output")
     try:
-        publisher.updateOutputChannel(NTNDArray().wrap(np.zeros((2, 3), np.uint8)))
+        publisher.open(NTNDArray().wrap(np.zeros((2, 3), np.uint8)))
         for unique_id in (1, 2):
             publisher.updateOutputChannel(
                 ntnda.value_from_image(np.full((2, 3), unique_id, np.uint16), unique_id))
-        assert publisher.counters.n_errors == 0 and publisher.counters.n_published == 3
+        assert publisher.counters.n_errors == 0 and publisher.counters.n_published == 2
         assert publisher.n_type_changes == 1
         with Context("pva", nt=False) as ctx:
             value = ctx.get("test:reopen:output", timeout=10)
@@ -97,7 +98,12 @@ def test_equal_structures_built_elsewhere_go_out_on_the_open_record(pva_env):
 
 
 @pytest.mark.pva
-def test_a_different_structure_reopens_once_with_a_warning(pva_env, caplog):
+def test_a_different_structure_after_the_first_publication_is_refused_and_counted(
+        pva_env, caplog):
+    """Opened from pva.NtNdArray() with nothing published, the record takes
+    the first tile's structure (re-opened once); after that, an object of
+    another structure is refused as pvapy refuses it: counted, logged, not
+    published, and publishing goes on (clients never see a re-open)."""
     from pvagpu import pva
 
     server = LocalServer()
@@ -106,13 +112,20 @@ def test_a_different_structure_reopens_once_with_a_warning(pva_env, caplog):
         publisher.open(pva.NtNdArray())
         tile = pva.NtNdArray({"tileIndexX": pva.INT})
         tile["uniqueId"] = 5
+        publisher.updateOutputChannel(tile)
+        plain = pva.NtNdArray()
+        plain["uniqueId"] = 6
         with caplog.at_level("WARNING", logger="pvagpu.pva.publisher"):
-            publisher.updateOutputChannel(tile)
-            publisher.updateOutputChannel(pva.NtNdArray({"tileIndexX": pva.INT}))
-        assert publisher.n_type_changes == 1 and publisher.counters.n_errors == 0
-        assert "fields added: ['tileIndexX']" in caplog.text
+            publisher.updateOutputChannel(plain)
+        tile["uniqueId"] = 7
+        publisher.updateOutputChannel(tile)
+        assert publisher.n_type_changes == 1
+        assert (publisher.counters.n_published, publisher.counters.n_errors) == (2, 1)
+        assert "fields added: none; removed: ['tileIndexX']" in caplog.text
+        assert "refused, as pvapy refuses it" in caplog.text
         with Context("pva", nt=False) as ctx:
-            assert "tileIndexX" in ctx.get("test:other:output", timeout=10)
+            value = ctx.get("test:other:output", timeout=10)
+        assert "tileIndexX" in value and value["uniqueId"] == 7
     finally:
         publisher.close()
         server.stop()

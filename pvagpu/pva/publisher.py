@@ -22,14 +22,18 @@ than a plain post for a 2048x2048 uint16 frame, benchmarks/publisher_convert.py)
 and clients see nothing of it (``n_converted`` counts these posts). Equal means the
 same field names, order and types; type ids (labels) are not compared.
 
-A Value of a different structure (another field set) re-opens the record
-with its type: logged as a warning (rate-limited) and counted in
-``n_type_changes``. PV Access cannot change a channel's type under a
-subscription, so clients see that re-open as a disconnect and reconnect
-(p4p and pvapy monitors do it by themselves), and may miss the updates in
-between; a processor should therefore publish one structure (return it
-from ``getOutputPvObjectType``). pvapy refuses such a post instead
-("structure definitions do not match").
+A Value of a different structure (another field set) is refused once the
+record has published anything: counted as a publish error
+(``publisherStats.nErrors``) and logged (rate-limited), as pvapy refuses it
+("structure definitions do not match"). PV Access cannot change a
+channel's type under a subscription, so the alternative, re-opening the
+record, would make clients reconnect and miss updates without knowing. The
+one exception is the record's first publication: a record opened from a
+type or from the input's snapshot (pvapy's ``getOutputPvObjectType``) that
+has published nothing yet is re-opened with the first object's structure
+(counted in ``n_type_changes``, logged): no client can have missed
+anything then. A processor should publish one structure (return it from
+``getOutputPvObjectType``).
 """
 from __future__ import annotations
 
@@ -44,6 +48,10 @@ from ..stats import ErrorLog, PublisherCounters
 from ._p4p_compat import as_type, is_type_mismatch
 
 log = logging.getLogger(__name__)
+
+
+class StructureMismatch(ValueError):
+    """An object of another structure than the open record's, after the record published."""
 
 
 def _unlabelled(spec):
@@ -141,6 +149,7 @@ class Publisher:
         self._shape = None
         self.n_type_changes = 0
         self.n_converted = 0
+        self._posted = False      # the record has published an object
         self._errors = ErrorLog(log)
 
     @property
@@ -175,6 +184,7 @@ class Publisher:
                 if not is_type_mismatch(exc):
                     raise
                 self._post_other_type(value)
+            self._posted = True
             self.counters.n_published += 1
         except Exception as exc:  # counted, the stream goes on
             self.counters.n_errors += 1
@@ -188,8 +198,9 @@ class Publisher:
 
     def _post_other_type(self, value: Value) -> None:
         """Post a Value whose Type object is not the record's: converted if
-        its structure is equal, else the record is re-opened with its type
-        (see the module docstring)."""
+        its structure is equal; else, before the record's first
+        publication, the record is re-opened with its type, and after it
+        the object is refused (see the module docstring)."""
         spec = value.type().aspy()
         if spec == self._spec or _unlabelled(spec) == self._shape:
             self._pv.post(as_type(value, self._type))
@@ -197,15 +208,19 @@ class Publisher:
             return
         old = {name for name, _ in self._spec[2]}
         new = {name for name, _ in spec[2]}
+        change = (f"fields added: {sorted(new - old) or 'none'}; removed: "
+                  f"{sorted(old - new) or 'none'}; or field types changed")
+        if self._posted:
+            raise StructureMismatch(
+                f"an object of another structure than the record's ({change}); refused, as "
+                "pvapy refuses it: publish one structure, e.g. return it from "
+                "getOutputPvObjectType")
         self._pv.close()
         self._pv.open(value)
         self._set_type(value.type())
         self.n_type_changes += 1
-        self._errors("type change",
-                     "output channel %s: re-opened (clients reconnect) for an object of another "
-                     "structure (fields added: %s; removed: %s; or field types changed); "
-                     "publish one structure, e.g. return it from getOutputPvObjectType",
-                     self.channel, sorted(new - old) or "none", sorted(old - new) or "none")
+        log.info("output channel %s: re-opened before its first publication for the first "
+                 "object's structure (%s)", self.channel, change)
 
     def reset_stats(self) -> None:
         self.counters.reset()
