@@ -6,6 +6,7 @@ several processes can share the same settings: the first binds the TCP port,
 the others fall back to a free one, and searches reach all of them through
 the shared UDP port.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +20,20 @@ from pvagpu.pva.loopback import loopback_env, process_env  # noqa: F401 (tests i
 # this interpreter; `make test` runs .venv/bin/python without activating .venv.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
                                       os.environ.get("PATH", "")])
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A command-line main() run in-process configures the root logger with
+    a handler on the test's captured stream; take it off afterwards, so
+    later tests' log records do not go to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
