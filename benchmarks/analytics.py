@@ -1,6 +1,7 @@
 """Frames per second of the analytics processors on the CPU, next to the
 same computation written plainly in NumPy, and the AzimuthalIntegrator
-next to pyFAI's integrate1d (no splitting, CSR, cython), in one run.
+next to pyFAI's integrate1d (no splitting, CSR, cython) -- its 2-D cake
+(360 x 1000 bins) next to pyFAI's integrate2d -- in one run.
 
 Each processor's per-frame work (its step, bound to the NumPy backend:
 what ``processFrame`` runs) and its baseline run alternately on one
@@ -8,11 +9,13 @@ what ``processFrame`` runs) and its baseline run alternately on one
 best of several rounds. The PeakFinder's baseline is the usual
 scipy.ndimage.maximum_filter finder. Goals: each processor at least as
 fast as plain NumPy, the PeakFinder >= 2x the maximum_filter finder, the
-AzimuthalIntegrator >= pyFAI's cython CSR. Writes
-benchmarks/results/analytics.json.
+AzimuthalIntegrator (profile and cake) >= pyFAI's cython CSR. Writes
+benchmarks/results/analytics.json (with --only: updates the rows run,
+keeps the others).
 
     python benchmarks/analytics.py
     python benchmarks/analytics.py --quick      # fewer repeats
+    python benchmarks/analytics.py --only "AzimuthalIntegrator cake"   # one processor
 """
 from __future__ import annotations
 
@@ -61,7 +64,8 @@ def best_fps(fn, arg, budget_s, rounds):
 
 
 def cases(tmp, rng):
-    """(name, step, baseline name, baseline function)."""
+    """(name, make) with ``make()`` giving (step, [(baseline name, baseline
+    function), ...]), built only for the processors that run."""
     dark = rng.normal(2, 0.5, (N, N)).astype(np.float32)
     flat = rng.normal(1, 0.02, (N, N)).astype(np.float32)
     mask = (rng.random((N, N)) < 0.01).astype(np.uint8)
@@ -95,33 +99,83 @@ def cases(tmp, rng):
         "\"pixel2\": 7.5e-05, \"max_shape\": [2048, 2048], \"orientation\": 3}\n"
         "Distance: 0.2\nPoni1: 0.0768\nPoni2: 0.0768\nRot1: 0.01\nRot2: -0.02\nRot3: 0.0\n"
         "Wavelength: 1e-10\n")
-    az = azimuthal.AzimuthalStep({"poni": str(tmp / "g.poni"), "npt": 1000, **files})
-    table = az.table((N, N))
-    csr = table.matrix
-    bins_of = np.repeat(np.arange(1000), np.diff(csr.indptr))
-    pixels_of = csr.indices
+    poni = str(tmp / "g.poni")
+    kw = {k: np.load(v) for k, v in files.items()}
+    method = ("no", "csr", "cython")
 
-    def np_azimuthal(img):
-        signal = np.bincount(bins_of, weights=img.reshape(-1)[pixels_of], minlength=1000)
-        return np.where(table.count > 0, (signal - table.dark_sum) / np.where(
-            table.count > 0, table.norm_sum, 1), 0)
+    def profile():
+        step = azimuthal.AzimuthalStep({"poni": poni, "npt": 1000, **files})
+        ai = pyfai_integrator(poni)
+        return step, [("NumPy bincount", np_bincount(step.table((N, N)))),
+                      ("pyFAI integrate1d csr cython", lambda img: ai.integrate1d(
+                          img, 1000, unit="q_nm^-1", method=method, **kw))]
+
+    def cake():
+        step = azimuthal.AzimuthalStep({"poni": poni, "npt": 1000, "nAzimuthal": 360, **files})
+        ai = pyfai_integrator(poni)
+        return step, [("NumPy bincount", np_bincount(step.table((N, N)))),
+                      ("pyFAI integrate2d csr cython", lambda img: ai.integrate2d(
+                          img, 1000, 360, unit="q_nm^-1", method=method, **kw))]
 
     return [
-        ("FrameStatistics", statistics.FrameStatisticsStep({"threshold": 10}), "NumPy",
-         np_stats),
-        ("Corrections", corrections.CorrectionsStep(files), "NumPy", np_corrections),
-        ("Binning 2x2 sum", binning.BinningStep({}), "NumPy reshape-sum",
-         lambda img: img.reshape(N // 2, 2, N // 2, 2).sum(axis=(1, 3), dtype=np.uint32)),
-        ("Roi 1024x1024", roi.RoiStep({"x": 512, "y": 512, "width": 1024, "height": 1024}),
-         "NumPy slice copy", lambda img: img[512:1536, 512:1536].copy()),
-        ("Rotation 90", rotation.RotationStep({"rotate": 90}), "NumPy rot90 copy",
-         lambda img: np.ascontiguousarray(np.rot90(img))),
-        ("Accumulation", accumulation.AccumulationStep({"nFrames": 1000000}), "NumPy +=",
-         np_accumulate),
-        ("PeakFinder", peaks.PeakFinderStep({"threshold": 50, "minDistance": 3}),
-         "maximum_filter finder", maximum_filter_finder),
-        ("AzimuthalIntegrator", az, "NumPy bincount", np_azimuthal),
-    ], files
+        ("FrameStatistics", lambda: (statistics.FrameStatisticsStep({"threshold": 10}),
+                                     [("NumPy", np_stats)])),
+        ("Corrections", lambda: (corrections.CorrectionsStep(files),
+                                 [("NumPy", np_corrections)])),
+        ("Binning 2x2 sum", lambda: (binning.BinningStep({}), [(
+            "NumPy reshape-sum",
+            lambda img: img.reshape(N // 2, 2, N // 2, 2).sum(axis=(1, 3), dtype=np.uint32))])),
+        ("Roi 1024x1024", lambda: (
+            roi.RoiStep({"x": 512, "y": 512, "width": 1024, "height": 1024}),
+            [("NumPy slice copy", lambda img: img[512:1536, 512:1536].copy())])),
+        ("Rotation 90", lambda: (rotation.RotationStep({"rotate": 90}), [
+            ("NumPy rot90 copy", lambda img: np.ascontiguousarray(np.rot90(img)))])),
+        ("Accumulation", lambda: (accumulation.AccumulationStep({"nFrames": 1000000}),
+                                  [("NumPy +=", np_accumulate)])),
+        ("PeakFinder", lambda: (peaks.PeakFinderStep({"threshold": 50, "minDistance": 3}),
+                                [("maximum_filter finder", maximum_filter_finder)])),
+        ("AzimuthalIntegrator", profile),
+        ("AzimuthalIntegrator cake 360x1000", cake),
+    ]
+
+
+def np_bincount(table):
+    """The integration of ``table``'s bins written plainly in NumPy."""
+    csr = table.matrix
+    n = csr.shape[0]
+    bins_of = np.repeat(np.arange(n), np.diff(csr.indptr))
+    pixels_of = csr.indices
+    filled = table.count > 0
+    norm = np.where(filled, table.norm_sum, 1)
+
+    def integrate(img):
+        signal = np.bincount(bins_of, weights=img.reshape(-1)[pixels_of], minlength=n)
+        return np.where(filled, (signal - table.dark_sum) / norm, 0)
+    return integrate
+
+
+def pyfai_integrator(poni):
+    from pyFAI.detectors import Detector
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
+    ai = PyFAI(detector=Detector(7.5e-5, 7.5e-5, max_shape=(N, N)))
+    ai.load(poni)
+    return ai
+
+
+def merge(path, machine, goals, rows, names):
+    """The results file's content with the rows of ``names`` replaced by
+    ``rows`` (a row measured on another machine than the file's keeps its
+    own ``machine``)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"benchmark": "analytics", "machine": machine, "goals": goals, "results": rows}
+    if old.get("machine") != machine:
+        rows = [dict(r, machine=machine) for r in rows]
+    kept = [r for r in old.get("results", []) if r["processor"] not in names]
+    old_goals = {k: v for k, v in old.get("goals", {}).items()
+                 if k.split(" vs ")[0] not in names}
+    return {**old, "goals": {**old_goals, **goals}, "results": kept + rows}
 
 
 def main():
@@ -129,11 +183,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--output", default=str(HERE / "results" / "analytics.json"),
                         help="JSON results file (default: %(default)s)")
+    parser.add_argument("--only", action="append", metavar="PROCESSOR",
+                        help="run only this processor (repeatable), e.g. --only PeakFinder "
+                             "--only 'AzimuthalIntegrator cake 360x1000'; the results file "
+                             "keeps the other rows")
     args = parser.parse_args()
     budget, rounds = (0.3, 2) if args.quick else (1.0, 3)
     import pyFAI
-    from pyFAI.detectors import Detector
-    from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
     machine = _machine.describe(numpy=np.__version__, scipy=scipy.__version__,
                                 pyFAI=pyFAI.version, frame=f"{N}x{N} uint16")
     print(_machine.line(machine))
@@ -142,28 +198,25 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        steps, files = cases(tmp, rng)
-        print(f"{'processor':22s} {'pvagpu f/s':>11s} {'baseline f/s':>13s} {'ratio':>6s}  "
+        steps = cases(tmp, rng)
+        known = [name for name, _ in steps]
+        unknown = sorted(set(args.only or ()) - set(known))
+        if unknown:
+            parser.error(f"--only {unknown}: the processors are {known}")
+        print(f"{'processor':34s} {'pvagpu f/s':>11s} {'baseline f/s':>13s} {'ratio':>6s}  "
               f"baseline")
-        for name, step, base_name, base in steps:
+        for name, make in steps:
+            if args.only and name not in args.only:
+                continue
+            step, baselines = make()
             step.bind(np)
             ours = best_fps(step.apply, image, budget, rounds)
-            theirs = best_fps(base, image, budget, rounds)
-            rows.append({"processor": name, "pvagpu_fps": ours, "baseline": base_name,
-                         "baseline_fps": theirs, "ratio": ours / theirs})
-            print(f"{name:22s} {ours:11.1f} {theirs:13.1f} {ours / theirs:6.2f}  {base_name}")
-        ai = PyFAI(detector=Detector(7.5e-5, 7.5e-5, max_shape=(N, N)))
-        ai.load(str(tmp / "g.poni"))
-        kw = {k: np.load(v) for k, v in files.items()}
-        pyfai_fps = best_fps(lambda img: ai.integrate1d(
-            img, 1000, unit="q_nm^-1", method=("no", "csr", "cython"), **kw), image, budget,
-            rounds)
-        ours = next(r for r in rows if r["processor"] == "AzimuthalIntegrator")["pvagpu_fps"]
-        rows.append({"processor": "AzimuthalIntegrator", "pvagpu_fps": ours,
-                     "baseline": "pyFAI integrate1d csr cython", "baseline_fps": pyfai_fps,
-                     "ratio": ours / pyfai_fps})
-        print(f"{'AzimuthalIntegrator':22s} {ours:11.1f} {pyfai_fps:13.1f} "
-              f"{ours / pyfai_fps:6.2f}  pyFAI integrate1d (no, csr, cython)")
+            for base_name, base in baselines:
+                theirs = best_fps(base, image, budget, rounds)
+                rows.append({"processor": name, "pvagpu_fps": ours, "baseline": base_name,
+                             "baseline_fps": theirs, "ratio": ours / theirs})
+                print(f"{name:34s} {ours:11.1f} {theirs:13.1f} {ours / theirs:6.2f}  "
+                      f"{base_name}")
     goals = {r["processor"] + " vs " + r["baseline"]: r["ratio"] >= (
         2.0 if r["processor"] == "PeakFinder" else 1.0) for r in rows}
     met = sum(goals.values())
@@ -171,8 +224,10 @@ def main():
           f"{N}x{N} uint16; {_machine.line(machine)}")
     out = pathlib.Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "analytics", "machine": machine, "goals": goals,
-                               "results": rows}, indent=1) + "\n")
+    result = {"benchmark": "analytics", "machine": machine, "goals": goals, "results": rows}
+    if args.only:
+        result = merge(out, machine, goals, rows, set(args.only))
+    out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

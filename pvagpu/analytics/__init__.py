@@ -15,7 +15,7 @@ running one stays)::
     Rotation             multiples of 90 degrees, flips, transpose
     Accumulation         sum or mean of N frames, published every N frames
     PeakFinder           local maxima (x, y, intensity); hits and hit rate
-    AzimuthalIntegrator  1-D radial profile from a pyFAI PONI geometry
+    AzimuthalIntegrator  1-D radial profile or 2-D cake from a pyFAI PONI geometry
     Chain                several of the above in sequence, on the device
 
 Each module's docstring gives the arguments and an example.

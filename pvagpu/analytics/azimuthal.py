@@ -1,74 +1,74 @@
-"""AzimuthalIntegrator: the 1-D radial profile of each frame (powder,
-SAXS/WAXS), with the geometry of a pyFAI PONI calibration file.
+"""AzimuthalIntegrator: the 1-D radial profile, or the 2-D cake, of each
+frame (powder, SAXS/WAXS), with the geometry of a pyFAI PONI calibration
+file.
 
 Run::
 
     pvagpu-consumer -ic det:image -oc _ -sc _ -pc pvagpu.analytics:AzimuthalIntegrator \\
         -pa '{"poni": "LaB6.poni", "npt": 1000, "unit": "q_nm^-1", "mask": "mask.npy"}'
+    # the cake: 360 azimuthal bins of 1 degree times 1000 radial bins
+    pvagpu-consumer -ic det:image -oc _ -sc _ -pc pvagpu.analytics:AzimuthalIntegrator \\
+        -pa '{"poni": "LaB6.poni", "npt": 1000, "nAzimuthal": 360, "azimuthalRange": [-180, 180]}'
 
-Arguments: ``poni`` (required; :mod:`.poni`), ``npt`` (bins, 1000),
-``unit``: ``"q_nm^-1"`` (default) or ``"2th_deg"``; ``mask`` (nonzero =
-excluded), ``dark``, ``flat`` (files as for Corrections);
+Arguments: ``poni`` (required; :mod:`.poni`), ``npt`` (radial bins,
+1000), ``unit``: ``"q_nm^-1"`` (default) or ``"2th_deg"``; ``mask``
+(nonzero = excluded), ``dark``, ``flat`` (files as for Corrections);
 ``solidAngle`` (true: normalise by the pixels' solid angle, as pyFAI
 does by default); ``radialRange`` ([min, max] in ``unit``; default: the
-range of the unmasked pixels); ``pixel1``/``pixel2`` (m) for PONI files
-of named detectors; ``shape`` ([rows, columns]) when neither the PONI file
-(``max_shape``) nor a calibration file gives the frames' shape (else the
-first frame does).
+range of the unmasked pixels); ``nAzimuthal`` (azimuthal bins: the
+output becomes the cake; absent or null: the 1-D profile);
+``azimuthalRange`` ([min, max], chi in degrees, pyFAI's convention:
+within [-180, 180], or within [0, 360] for chi counted from 0; default:
+the chi range of the unmasked pixels; without ``nAzimuthal`` it limits
+the 1-D profile to that sector); ``pixel1``/``pixel2`` (m) for PONI
+files of named detectors; ``shape`` ([rows, columns]) when neither the
+PONI file (``max_shape``) nor a calibration file gives the frames' shape
+(else the first frame does).
 
-Each frame gives ``{uniqueId, timeStamp, radial, value, count}``:
+1-D: each frame gives ``{uniqueId, timeStamp, radial, value, count}``:
 ``radial`` the bin centres in ``unit``, ``value`` the intensity of each
-bin, ``count`` its pixels (0: an empty bin, value 0). Pixel splitting is
-off; this is pyFAI's ``integrate1d(image, npt, unit=...,
-method=("no", "csr", "cython"))``: each unmasked pixel whose centre falls
-in a bin adds ``frame - dark`` to the bin's signal and ``flat * solid
-angle`` to its normalisation; ``value = signal / normalisation``.
+bin, ``count`` its pixels (0: an empty bin, value 0).
 
-The pixel-to-bin matrix is built once per geometry and frame shape, on the
-CPU, as a scipy.sparse CSR matrix (rows = bins); every frame is then one
-sparse matrix-vector product: a numba loop over the bins on the CPU
-(``"numba": false``: scipy.sparse), cupyx.scipy.sparse on the device.
-Everything that does not depend on the frame (the dark's and the
-normalisation's sums per bin) is summed once with the matrix.
+Cake (``nAzimuthal``): each frame gives an NTNDArray image, float32, of
+``nAzimuthal`` rows (chi) by ``npt`` columns (radial) -- pyFAI's
+``integrate2d`` layout, shown by any area-detector image viewer -- with the
+frame's uniqueId, timestamps and attributes, plus the attributes
+``radial`` (the column centres in ``unit``, a double array),
+``azimuthal`` (the row centres, chi in degrees), ``radialUnit`` and
+``azimuthalUnit`` (``"chi_deg"``). Empty bins are 0. ``configure`` can
+change ``nAzimuthal``, the ranges and the rest while frames flow, but not
+switch between the profile and the cake (the output channel's type).
+
+Pixel splitting is off; this is pyFAI's ``integrate1d(image, npt,
+unit=..., method=("no", "csr", "cython"))`` (``integrate2d(image, npt,
+nAzimuthal, ...)`` for the cake): each unmasked pixel whose centre falls
+in a bin adds ``frame - dark`` to the bin's signal and ``flat * solid
+angle`` to its normalisation; ``value = signal / normalisation``. The
+pixel-to-bin matrix (:mod:`.azimuthal_bins`) is built once per geometry
+and frame shape, on the CPU, and applied to every frame on the backend.
 """
 from __future__ import annotations
 
-import numba
-import numpy as np
-import scipy.sparse
-
 from ..errors import ConfigurationError
+from .azimuthal_bins import AZIMUTHAL_UNIT, UNITS, Table, build_table, chi_range
 from .base import AnalyticsProcessor, Step, to_host
+from .config import step_args
 from .poni import read_poni
 
-#: pyFAI's upper bound: the largest position times (1 + float32 epsilon)
-_EPS32 = 1.0 + float(np.finfo(np.float32).eps)
-#: unit -> (geometry method, scale from the internal unit)
-UNITS = {"q_nm^-1": ("q", 1.0), "2th_deg": ("tth", 180.0 / np.pi)}
 _TYPES = {"radial": "ad", "value": "ad", "count": "ad"}
+#: the attributes that the cake adds to the published image
+AXIS_ATTRIBUTES = ("radial", "azimuthal", "radialUnit", "azimuthalUnit")
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _csr_sums(indptr, indices, pixels, out):
-    """``out[b] = sum(pixels[indices[indptr[b]:indptr[b + 1]]])`` (float64)."""
-    for b in numba.prange(out.size):
-        s = 0.0
-        for k in range(indptr[b], indptr[b + 1]):
-            s += pixels[indices[k]]
-        out[b] = s
-
-
-class Table:
-    """The pixel-to-bin CSR matrix of one shape, with its per-bin constants."""
-
-    def __init__(self, matrix, radial, dark_sum, norm_sum, count):
-        self.matrix = matrix          # scipy csr (npt x pixels), data 1.0
-        self.radial = radial          # bin centres in the unit
-        self.dark_sum = dark_sum      # per bin, float64
-        self.norm_sum = norm_sum
-        self.count = count
-        self.shape = None
-        self.dev = None
+def _range(opts, key):
+    """A ``[min, max]`` argument with min < max, or None."""
+    rng = opts._get(key, None)
+    if rng is not None and (
+            not isinstance(rng, list) or len(rng) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)
+            or not rng[0] < rng[1]):
+        raise opts.error(key, f"must be [min, max] with min < max, got {rng!r}")
+    return None if rng is None else [float(v) for v in rng]
 
 
 class AzimuthalStep(Step):
@@ -94,13 +94,15 @@ class AzimuthalStep(Step):
         if self.unit.startswith("q") and not self.geometry.wavelength:
             raise opts.error("unit", f"q needs a wavelength; {path!r} gives none")
         self.solid = opts.boolean("solidAngle", True)
-        rng = opts._get("radialRange", None)
-        if rng is not None:
-            if (not isinstance(rng, list) or len(rng) != 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                               for v in rng) or not rng[0] < rng[1]):
-                raise opts.error("radialRange", f"must be [min, max] with min < max, got {rng!r}")
-        self.range = rng
+        self.range = _range(opts, "radialRange")
+        self.n_azimuthal = opts.integer("nAzimuthal", None, minimum=1)
+        self.azimuthal_range = _range(opts, "azimuthalRange")
+        if self.azimuthal_range is not None:
+            try:
+                chi_range(*self.azimuthal_range)
+            except ConfigurationError as exc:
+                raise opts.error("azimuthalRange", str(exc)) from None
+        self.PRODUCES = "fields" if self.n_azimuthal is None else "image"
         self.files = {k: opts.array(k) for k in ("mask", "dark", "flat")}
         shape = opts.integers("shape", None, 2, minimum=1)
         shapes = {k: a.shape for k, a in self.files.items() if a is not None}
@@ -116,100 +118,72 @@ class AzimuthalStep(Step):
             self.table(self.shape)
 
     def field_types(self):
-        return dict(_TYPES)
+        return dict(_TYPES) if self.n_azimuthal is None else {}
 
     def output_shape(self, shape):
         if self.shape is not None and tuple(shape) != self.shape:
             raise ConfigurationError(f"AzimuthalIntegrator: frames of shape {tuple(shape)} do "
                                      f"not match the geometry's {self.shape}")
-        return None
+        return None if self.n_azimuthal is None else (self.n_azimuthal, self.npt)
 
     def table(self, shape) -> Table:
         """The Table of ``shape`` (built on first use)."""
         table = self.tables.get(shape)
         if table is None:
-            table = self.tables[shape] = self._build(shape)
-        return table
-
-    def _build(self, shape) -> Table:
-        method, scale = UNITS[self.unit]
-        pos = getattr(self.geometry, method)(shape).reshape(-1)
-        norm = np.ones(pos.size, np.float32)
-        if self.files["flat"] is not None:
-            norm = self.files["flat"].astype(np.float32).reshape(-1)
-        if self.solid:
-            norm = norm * self.geometry.solid_angle(shape).astype(np.float32).reshape(-1)
-        valid = np.isfinite(norm) & (norm != 0) & np.isfinite(pos)
-        if self.files["mask"] is not None:
-            valid &= self.files["mask"].reshape(-1) == 0
-        if not valid.any():
-            raise ConfigurationError("AzimuthalIntegrator: every pixel is masked")
-        if self.range is None:
-            lo, top = max(0.0, float(pos[valid].min())), max(0.0, float(pos[valid].max()))
-        else:
-            lo, top = self.range[0] / scale, self.range[1] / scale
-        hi = top * _EPS32 if top > 0 else top / _EPS32
-        delta = (hi - lo) / self.npt
-        # pyFAI's bin: the position's distance from lo in bins, truncated toward 0
-        fbin = (pos - lo) / delta
-        bins = np.trunc(fbin)
-        valid &= (bins >= 0) & (bins < self.npt)
-        pixels = np.flatnonzero(valid)
-        bins = bins[pixels].astype(np.int64)
-        order = np.argsort(bins, kind="stable")
-        pixels, bins = pixels[order], bins[order]
-        indptr = np.zeros(self.npt + 1, np.int64)
-        np.cumsum(np.bincount(bins, minlength=self.npt), out=indptr[1:])
-        matrix = scipy.sparse.csr_matrix(
-            (np.ones(pixels.size), pixels.astype(np.int32), indptr), shape=(self.npt, pos.size))
-        dark = self.files["dark"]
-        dark_sum = (matrix @ dark.astype(np.float32).reshape(-1).astype(np.float64)
-                    if dark is not None else np.zeros(self.npt))
-        norm_sum = matrix @ norm.astype(np.float64)
-        count = np.diff(indptr).astype(np.float64)
-        radial = (lo + (np.arange(self.npt) + 0.5) * delta) * scale
-        table = Table(matrix, radial, dark_sum, norm_sum, count)
-        table.shape = shape
+            table = self.tables[shape] = build_table(
+                self.geometry, shape, unit=self.unit, npt=self.npt, radial_range=self.range,
+                n_azimuthal=self.n_azimuthal, azimuthal_range=self.azimuthal_range,
+                mask=self.files["mask"], dark=self.files["dark"], flat=self.files["flat"],
+                solid=self.solid)
         return table
 
     def upload(self, xp):
         for table in self.tables.values():
-            self._upload(table, xp)
-
-    def _upload(self, table, xp):
-        if xp is np:
-            table.dev = None
-            return
-        import cupyx.scipy.sparse
-        table.dev = {"matrix": cupyx.scipy.sparse.csr_matrix(table.matrix),
-                     "dark": xp.asarray(table.dark_sum), "norm": xp.asarray(table.norm_sum),
-                     "count": xp.asarray(table.count)}
+            table.upload(xp)
 
     def apply(self, image):
-        shape = tuple(image.shape)
-        fresh = shape not in self.tables
-        table = self.table(shape)
+        table = self.table(tuple(image.shape))
         xp = self.xp
-        if xp is np:
-            pixels = image.reshape(-1)
-            if self.fast:
-                signal = np.empty(self.npt)
-                m = table.matrix
-                _csr_sums(m.indptr, m.indices, pixels, signal)
-            else:
-                signal = table.matrix @ pixels.astype(np.float64)
-            dark, norm, count = table.dark_sum, table.norm_sum, table.count
-        else:
-            if fresh or table.dev is None:
-                self._upload(table, xp)
-            d = table.dev
-            signal = d["matrix"] @ image.reshape(-1).astype(xp.float64)
-            dark, norm, count = d["dark"], d["norm"], d["count"]
-        filled = count > 0
-        value = xp.where(filled, (signal - dark) / xp.where(filled, norm, 1.0), 0.0)
-        return {"radial": table.radial, "value": to_host(value), "count": table.count}
+        value = table.values(image, xp, self.fast)
+        if self.n_azimuthal is None:
+            return {"radial": table.radial, "value": to_host(value), "count": table.count}
+        return value.astype(xp.float32).reshape(self.n_azimuthal, self.npt)
+
+    def axis_attributes(self, attributes, shape) -> list:
+        """``attributes`` (NTAttributes or dicts) with the cake's axes of
+        frames of ``shape`` set (:data:`AXIS_ATTRIBUTES`)."""
+        table = self.table(tuple(shape))
+        kept = [a for a in attributes if a["name"] not in AXIS_ATTRIBUTES]
+        return kept + [
+            {"name": "radial", "value": ("ad", table.radial),
+             "descriptor": f"radial bin centres ({self.unit}), the image's columns"},
+            {"name": "azimuthal", "value": ("ad", table.azimuthal),
+             "descriptor": f"azimuthal bin centres ({AZIMUTHAL_UNIT}), the image's rows"},
+            {"name": "radialUnit", "value": ("s", self.unit)},
+            {"name": "azimuthalUnit", "value": ("s", AZIMUTHAL_UNIT)}]
 
 
 class AzimuthalIntegrator(AnalyticsProcessor):
-    """1-D azimuthal integration with a PONI geometry (see the module docstring)."""
+    """Azimuthal integration with a PONI geometry: the 1-D profile or the
+    2-D cake (see the module docstring)."""
     STEP = AzimuthalStep
+
+    def configure(self, configDict):
+        """As every analytics processor's; switching between the 1-D
+        profile and the cake is refused (the output channel, opened at
+        start, has the type of one of them)."""
+        args = step_args(configDict)
+        if "nAzimuthal" in args and (args["nAzimuthal"] is None) != (
+                self.args.get("nAzimuthal") is None):
+            raise ConfigurationError(
+                "AzimuthalIntegrator: 'nAzimuthal' switches between the 1-D profile and the "
+                "2-D cake, which changes the output channel's type; start a new consumer "
+                "for it (nAzimuthal can change within the cake)")
+        AnalyticsProcessor.configure(self, configDict)
+
+    def processFrame(self, frame):
+        shape = tuple(frame.image.shape)
+        result = AnalyticsProcessor.processFrame(self, frame)
+        if result is not None and not isinstance(result, dict):
+            frame.attributes = self.step.axis_attributes(list(frame.attributes), shape)
+        return result

@@ -1,7 +1,9 @@
-"""AzimuthalIntegrator against pyFAI's integrate1d (no pixel splitting, CSR,
-cython) on the same PONI geometry, mask, dark, flat and image; the PONI
-parser; bad configuration."""
+"""AzimuthalIntegrator against pyFAI's integrate1d and, for the 2-D cake,
+integrate2d (no pixel splitting, CSR, cython) on the same PONI geometry,
+mask, dark, flat and image; the PONI parser; bad configuration and
+reconfiguration."""
 import numpy as np
+import pyFAI
 import pytest
 from pyFAI.detectors import Detector
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
@@ -11,7 +13,7 @@ from pvagpu.analytics import AzimuthalIntegrator
 from pvagpu.analytics.poni import parse_poni, read_poni
 from pvagpu.errors import ConfigurationError, FrameError
 
-from .common import RNG, both_paths, run
+from .common import RNG, both_paths, image_of, run
 
 SHAPE = (150, 210)
 
@@ -119,3 +121,126 @@ def test_bad_configuration_and_frames(setup, tmp_path):
     p.process(ntnda.value_from_image(np.ones(SHAPE, np.uint16), 3))
     p.flush(wait=True)
     assert len(p.dataPublisher.values[-1]["value"]) == 60
+
+
+# -- the 2-D cake ---------------------------------------------------------------------------
+
+def pyfai_at(poni, chi_from_zero):
+    """A pyFAI integrator of ``poni`` with chi in [0, 360) (else [-180, 180))."""
+    ai = pyFAI.load(poni)
+    if chi_from_zero:
+        ai.setChiDiscAtZero()
+    return ai
+
+
+def check_cake(value, ref, step):
+    """The published cake against pyFAI's Integrate2dResult ``ref``."""
+    frame = ntnda.frame_from_value(value)
+    image = frame.image
+    assert image.dtype == np.float32 and image.shape == ref.intensity.shape
+    count = step.table(SHAPE).count.reshape(image.shape)
+    assert np.array_equal(count, ref.count)                 # the same pixels in each bin
+    filled = count > 0
+    assert filled.mean() > 0.2                              # not a vacuous comparison
+    np.testing.assert_allclose(frame.attribute("radial"), ref.radial, rtol=1e-12)
+    np.testing.assert_allclose(frame.attribute("azimuthal"), ref.azimuthal, rtol=1e-12,
+                               atol=1e-9)
+    assert frame.attribute("radialUnit") == str(ref.radial_unit)
+    assert frame.attribute("azimuthalUnit") == "chi_deg"
+    got, want = image[filled], ref.intensity[filled]
+    assert np.all(np.abs(got - want) <= 1e-4 * np.abs(want))
+    assert np.all(ref.intensity[~filled] == 0) and np.all(image[~filled] == 0)
+
+
+@pytest.mark.parametrize("config", both_paths({}))
+@pytest.mark.parametrize("unit", ["q_nm^-1", "2th_deg"])
+@pytest.mark.parametrize("corrections", [False, True])
+def test_cake_matches_pyfai_integrate2d(setup, config, unit, corrections):
+    tmp, ai, mask, dark, flat = setup
+    images = [RNG.poisson(200, SHAPE).astype(np.uint16) for _ in range(2)]
+    args = {**config, "poni": str(tmp / "geometry.poni"), "npt": 60, "nAzimuthal": 36,
+            "unit": unit}
+    kw = {}
+    if corrections:
+        args.update(mask=str(tmp / "mask.npy"), dark=str(tmp / "dark.npy"),
+                    flat=str(tmp / "flat.npy"))
+        kw = {"mask": mask, "dark": dark, "flat": flat}
+    p, values = run(AzimuthalIntegrator, args, images)
+    assert len(values) == 2
+    for image, value in zip(images, values):
+        check_cake(value, ai.integrate2d(image, 60, 36, unit=unit,
+                                         method=("no", "csr", "cython"), **kw), p.step)
+
+
+@pytest.mark.parametrize("azimuthal_range", [[-90.0, 135.0], [-180, 180], [90.0, 300.0],
+                                             [0, 360]])
+def test_cake_ranges_match_pyfai(setup, azimuthal_range):
+    tmp, _, mask, *_ = setup
+    poni = str(tmp / "geometry.poni")
+    ai = pyfai_at(poni, azimuthal_range[1] > 180)
+    image = RNG.poisson(50, SHAPE).astype(np.float32)
+    args = {"poni": poni, "npt": 40, "unit": "2th_deg", "radialRange": [4.0, 14.0],
+            "nAzimuthal": 20, "azimuthalRange": azimuthal_range, "solidAngle": False,
+            "mask": str(tmp / "mask.npy")}
+    p, values = run(AzimuthalIntegrator, args, [image])
+    check_cake(values[0], ai.integrate2d(
+        image, 40, 20, unit="2th_deg", radial_range=(4.0, 14.0), azimuth_range=azimuthal_range,
+        correctSolidAngle=False, mask=mask, method=("no", "csr", "cython")), p.step)
+
+
+@pytest.mark.parametrize("azimuthal_range", [[-60.0, 90.0], [100.0, 250.0]])
+def test_sector_profile_matches_pyfai_integrate1d(setup, azimuthal_range):
+    tmp, *_ = setup
+    poni = str(tmp / "geometry.poni")
+    ai = pyfai_at(poni, azimuthal_range[1] > 180)
+    image = RNG.poisson(80, SHAPE).astype(np.uint16)
+    args = {"poni": poni, "npt": 80, "unit": "q_nm^-1", "azimuthalRange": azimuthal_range}
+    _, values = run(AzimuthalIntegrator, args, [image])
+    check(values[0], pyfai(ai, image, 80, "q_nm^-1", azimuth_range=azimuthal_range))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"nAzimuthal": 0}, "'nAzimuthal' must be >= 1"),
+    ({"nAzimuthal": 2.5}, "'nAzimuthal' must be an integer"),
+    ({"azimuthalRange": [-200, 0]}, "-180 <= min < max <= 360"),
+    ({"azimuthalRange": [0, 400]}, "-180 <= min < max <= 360"),
+    ({"azimuthalRange": [30, 10]}, "min < max"),
+    ({"azimuthalRange": [-10, 200]}, "crosses both chi discontinuities"),
+    ({"azimuthalRange": "0:90"}, "must be \\[min, max\\]"),
+])
+def test_bad_cake_configuration_is_refused_and_keeps_the_running_one(setup, bad, match):
+    tmp, *_ = setup
+    args = {"poni": str(tmp / "geometry.poni"), "npt": 30, "nAzimuthal": 12}
+    with pytest.raises(ConfigurationError, match=match):
+        AzimuthalIntegrator({**args, **bad})
+    p, values = run(AzimuthalIntegrator, args, [np.ones(SHAPE, np.uint16)])
+    with pytest.raises(ConfigurationError, match=match):
+        p.configure(bad)
+    p.process(ntnda.value_from_image(np.ones(SHAPE, np.uint16), 2))
+    p.flush(wait=True)
+    assert [image_of(v).shape for v in values] == [(12, 30), (12, 30)]
+
+
+def test_cake_reconfigured_while_frames_flow(setup):
+    tmp, *_ = setup
+    poni = str(tmp / "geometry.poni")
+    p, values = run(AzimuthalIntegrator, {"poni": poni, "npt": 30, "nAzimuthal": 12},
+                    [RNG.poisson(20, SHAPE).astype(np.uint16)])
+    p.configure({"nAzimuthal": 18, "azimuthalRange": [0, 360]})
+    attributes = [{"name": "Exposure", "value": ("d", 0.5)},
+                  {"name": "radial", "value": ("s", "the detector's, replaced")}]
+    p.process(ntnda.value_from_image(RNG.poisson(20, SHAPE).astype(np.uint16), 2,
+                                     attributes=attributes))
+    p.flush(wait=True)
+    first, second = (ntnda.frame_from_value(v) for v in values)
+    assert (first.image.shape, second.image.shape) == ((12, 30), (18, 30))
+    names = [a["name"] for a in second.attributes]
+    assert second.attribute("Exposure") == 0.5 and names.count("radial") == 1
+    assert second.attribute("radial").shape == (30,)
+    np.testing.assert_allclose(second.attribute("azimuthal"), np.arange(10, 360, 20.0), rtol=1e-6)
+    with pytest.raises(ConfigurationError, match="output channel's type"):
+        p.configure({"nAzimuthal": None})               # the cake -> the 1-D profile
+    profile = AzimuthalIntegrator({"poni": poni, "npt": 30, "gpu": "none"})
+    with pytest.raises(ConfigurationError, match="output channel's type"):
+        profile.configure({"nAzimuthal": 12})           # even before the first frame
+    assert profile.getOutputFieldTypes() == {"radial": "ad", "value": "ad", "count": "ad"}
