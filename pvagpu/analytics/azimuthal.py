@@ -149,9 +149,12 @@ class AzimuthalStep(Step):
             return {"radial": table.radial, "value": to_host(value), "count": table.count}
         return value.astype(xp.float32).reshape(self.n_azimuthal, self.npt)
 
-    def axis_attributes(self, attributes, shape) -> list:
+    def result_attributes(self, attributes, shape):
         """``attributes`` (NTAttributes or dicts) with the cake's axes of
-        frames of ``shape`` set (:data:`AXIS_ATTRIBUTES`)."""
+        frames of ``shape`` set (:data:`AXIS_ATTRIBUTES`); None for the
+        1-D profile (fields, no attributes)."""
+        if self.n_azimuthal is None:
+            return None
         table = self.table(tuple(shape))
         kept = [a for a in attributes if a["name"] not in AXIS_ATTRIBUTES]
         return kept + [
@@ -180,10 +183,3 @@ class AzimuthalIntegrator(AnalyticsProcessor):
                 "2-D cake, which changes the output channel's type; start a new consumer "
                 "for it (nAzimuthal can change within the cake)")
         AnalyticsProcessor.configure(self, configDict)
-
-    def processFrame(self, frame):
-        shape = tuple(frame.image.shape)
-        result = AnalyticsProcessor.processFrame(self, frame)
-        if result is not None and not isinstance(result, dict):
-            frame.attributes = self.step.axis_attributes(list(frame.attributes), shape)
-        return result

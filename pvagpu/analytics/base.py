@@ -81,6 +81,12 @@ class Step:
         ``"a"`` + code is an array."""
         return {}
 
+    def result_attributes(self, attributes, shape: tuple):
+        """The NTNDArray attributes of the image made from an input of
+        ``shape`` whose attributes are ``attributes``; None: unchanged (the
+        default). The cake adds its axes here."""
+        return None
+
     def reset(self) -> None:
         """Drop accumulated state (a configure with ``{"reset": true}``)."""
 
@@ -199,6 +205,10 @@ class AnalyticsProcessor(GpuAdImageProcessor):
             self._shape = tuple(image.shape)
         result = step.apply(image)
         self.nFrames += 1
+        if result is not None and step.PRODUCES == "image":
+            attributes = step.result_attributes(frame.attributes, tuple(image.shape))
+            if attributes is not None:
+                frame.attributes = attributes
         return result
 
     def getOutputFieldTypes(self):

@@ -110,6 +110,12 @@ class ChainStep(Step):
     def field_types(self):
         return self.steps[-1].field_types()
 
+    def result_attributes(self, attributes, shape):
+        *first, last = self.steps
+        for step in first:
+            shape = step.output_shape(shape)
+        return last.result_attributes(attributes, shape)
+
     def bind(self, xp):
         for step in self.steps:
             if step.xp is not xp or not getattr(step, "_bound", False):

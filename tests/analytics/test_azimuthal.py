@@ -9,7 +9,7 @@ from pyFAI.detectors import Detector
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator as PyFAI
 
 from pvagpu import ntnda
-from pvagpu.analytics import AzimuthalIntegrator
+from pvagpu.analytics import AzimuthalIntegrator, Chain
 from pvagpu.analytics.poni import parse_poni, read_poni
 from pvagpu.errors import ConfigurationError, FrameError
 
@@ -170,6 +170,20 @@ def test_cake_matches_pyfai_integrate2d(setup, config, unit, corrections):
     for image, value in zip(images, values):
         check_cake(value, ai.integrate2d(image, 60, 36, unit=unit,
                                          method=("no", "csr", "cython"), **kw), p.step)
+
+
+def test_cake_ending_a_chain_keeps_its_axis_attributes(setup):
+    """A Chain whose last step is the cake publishes the same cake, axes
+    included, as the processor alone (the axes follow the shape the
+    previous steps give: Rotation 180 keeps it)."""
+    tmp, ai, *_ = setup
+    image = RNG.poisson(80, SHAPE).astype(np.uint16)
+    cake = {"type": "AzimuthalIntegrator", "poni": str(tmp / "geometry.poni"), "npt": 30,
+            "nAzimuthal": 12, "unit": "q_nm^-1"}
+    p, values = run(Chain, {"steps": [{"type": "Rotation", "rotate": 180}, cake]},
+                    [image[::-1, ::-1]])
+    check_cake(values[0], ai.integrate2d(image, 30, 12, unit="q_nm^-1",
+                                         method=("no", "csr", "cython")), p.step.steps[-1])
 
 
 @pytest.mark.parametrize("azimuthal_range", [[-90.0, 135.0], [-180, 180], [90.0, 300.0],
