@@ -29,6 +29,8 @@ With worker processes (``n_workers``, :mod:`pvagpu.runtime.workers`) the
 processor runs in them instead: a WorkerPool stands in for the processor,
 the delivery hands each frame (still compressed) to the least-loaded
 worker, and what the workers publish comes back to the output channel.
+Each worker subscribes to the metadata channels (-mc) itself and makes its
+own batches (-ao).
 
 :meth:`Consumer.run` blocks until stopped (control ``stop``, runtime, or
 :meth:`request_stop`, which is safe to call from a signal handler), then
@@ -120,12 +122,13 @@ class Consumer:
             # missed frames from the ids the processor authenticated (the decryptors)
             self.receiver.track_ids = False
             self.runner.account_ids(self.receiver)
+        #: the metadata channels (-mc); with workers each worker subscribes to
+        #: them itself, and this gives their statistics (runtime.workers.metadata)
         self.metadata = None
         if config.metadata_channels:
             from .pva.metadata import MetadataChannels
-            self.metadata = MetadataChannels(
-                config.metadata_channels, queue_size=max(0, config.receiver_queue_size or 0),
-                server_queue_size=config.server_queue_size)
+            self.metadata = (self.workers.metadata if self.workers is not None
+                             else MetadataChannels.for_consumer(config))
         self.statistics = ConsumerStatistics(
             self.consumer_id, self.input_channel, processor=processor, receiver=self.receiver,
             delivery=self.delivery, runner=self.runner, publisher=self.publisher,

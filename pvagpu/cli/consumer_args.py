@@ -161,14 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
            "stays bounded. Example: -rqs 1000")
     a("-ao", "--accumulate-objects", type=int, default=0, metavar="N",
       help="process frames in batches of up to N (processBatch(list) if the processor has "
-           "it, else process() on each); <= 1 processes one at a time. Example: -ao 16")
+           "it, else process() on each); <= 1 processes one at a time. With --n-workers each "
+           "worker batches the frames it gets. Example: -ao 16")
     a("-at", "--accumulation-timeout", type=float, default=1.0, metavar="SECONDS",
       help="with -ao, process a smaller batch when N frames have not arrived within this "
            "time of the first (default: %(default)s). Example: -at 0.5")
     a("-mc", "--metadata-channels", metavar="LIST",
       help="comma-separated metadata channels, pva://NAME or ca://NAME (a bare NAME is CA); "
-           "the processor reads them from metadataQueueMap[NAME]. "
-           "Example: -mc pva://x:position,ca://x:energy")
+           "the processor reads them from metadataQueueMap[NAME]. With --n-workers each worker "
+           "subscribes itself and sees every update. Example: -mc pva://x:position,ca://x:energy")
     a("-rt", "--runtime", type=float, default=0.0, metavar="SECONDS",
       help="stop after this many seconds; <= 0 runs until stopped. Example: -rt 60")
     a("-rp", "--report-period", type=float, metavar="SECONDS",

@@ -167,6 +167,17 @@ class MetadataChannels:
         self._search = None
         self._started = False
 
+    @classmethod
+    def for_consumer(cls, config) -> "MetadataChannels":
+        """The metadata channels of a consumer: ``config.metadata_channels``,
+        queues of ``config.receiver_queue_size`` updates (<= 0: the default)
+        and the monitor queue ``config.server_queue_size`` (-sqs). ``config``:
+        a :class:`~pvagpu.runtime.config.ConsumerConfig`, or a worker's spec
+        with the same three fields: the receiving process and each worker
+        process (:mod:`pvagpu.runtime.workers`) subscribe alike."""
+        return cls(config.metadata_channels, queue_size=max(0, config.receiver_queue_size or 0),
+                   server_queue_size=config.server_queue_size)
+
     # ------------------------------------------------------------------ life
     def start(self) -> "MetadataChannels":
         """Subscribe to every channel (no-op when already started)."""

@@ -106,15 +106,20 @@ class FrameRunner:
                 if self._output_pending:
                     self._open_output(value)
 
-    def run_batch(self, batch: list) -> None:
+    def run_batch(self, batch: list) -> dict:
         """Process ``[(oid, value), ...]`` (no skipped ones): with the
-        processor's ``processBatch`` if it has one, else frame by frame."""
+        processor's ``processBatch`` if it has one, else frame by frame.
+        Returns ``{oid: exception}`` of the frames that failed (empty: all
+        processed), for a caller that answers frame by frame (a worker)."""
+        failed = {}
         with self.lock:
             self.received(batch[0][0], batch[-1][0])
             if self._process_batch is None:
                 for oid, value in batch:
-                    self._process(oid, value)
-                return
+                    exc = self._process(oid, value)
+                    if exc is not None:
+                        failed[oid] = exc
+                return failed
             c = self.counters
             try:
                 self._process_batch([value for _, value in batch])
@@ -123,12 +128,15 @@ class FrameRunner:
                 c.n_processed += exc.n_processed
                 for oid, err in exc.failures:
                     self.failed(oid, err)
+                    failed[oid] = err
             except Exception as exc:
-                for _ in batch:
+                for oid, _ in batch:
                     c.count_error(exc)
+                    failed[oid] = exc
                 self._errors(type(exc).__name__, "consumer %s: batch of %d frames (%s..%s) "
                              "not processed: %s: %s", self.consumer_id, len(batch), batch[0][0],
                              batch[-1][0], type(exc).__name__, exc)
+        return failed
 
     # -- counting -------------------------------------------------------------
 
@@ -141,15 +149,17 @@ class FrameRunner:
             c.first_object_time, c.first_object_id = t, first_oid
         c.last_object_time, c.last_object_id = t, last_oid
 
-    def _process(self, oid, value) -> None:
+    def _process(self, oid, value):
+        """Process one frame; the exception it raised, or None."""
         try:
             self.processor.process(value)
         except Exception as exc:
             self.failed(oid, exc)
-        else:
-            self.succeeded()
-            if self._ids is not None:
-                self._account(self.processor.lastAuthenticatedId)
+            return exc
+        self.succeeded()
+        if self._ids is not None:
+            self._account(self.processor.lastAuthenticatedId)
+        return None
 
     def _account(self, oid) -> None:
         """Account ``oid``, the processor's last authenticated id, once."""

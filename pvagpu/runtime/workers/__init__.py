@@ -7,6 +7,8 @@
 ``handle``     one worker seen from the receiving process: its process,
                queues, results, death and restart
 ``child``      the consumer's processor inside a worker process
+``batch``      -ao N: a worker's frames in batches (full, timed out, flushed)
+``metadata``   -mc: each worker subscribes; their statistics, totalled
 ``stats``      per-worker statistics keys and types, the total userStats
 =============  ==============================================================
 """

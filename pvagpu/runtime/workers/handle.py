@@ -29,8 +29,9 @@ import time
 from ...errors import PvagpuError
 from ...hpc import UserMpWorkerController
 from ...mp import RingFullError, ShmQueue
-from .child import (CODEC_ERROR, DONE, FRAME_ERROR, OPEN, OUTPUT, READY, ConsumerWorker,
-                    WorkerSpec)
+from .child import (CODEC_ERROR, DONE, FLUSH_TAG, FRAME_ERROR, OPEN, OUTPUT, READY,
+                    ConsumerWorker, WorkerSpec)
+from .metadata import worker_sections
 from .stats import LOST_IDS_SHOWN, WorkerCounters
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,20 @@ class WorkerHandle:
             return True
         finally:
             self._life.release()
+
+    def flush(self) -> None:
+        """Ask the worker to run its partial batch (-ao): a marker after the
+        frames on its queue (pickled, no slot)."""
+        if self.spec.accumulate_objects <= 1:
+            return
+        with self._life:
+            if not self.accepting:
+                return
+            try:
+                self.inputs.put(None, False, tag=FLUSH_TAG)
+            except Exception as exc:
+                log.warning("worker %s: cannot ask for its partial batch: %s: %s",
+                            self.worker_id, type(exc).__name__, exc)
 
     def stop(self, timeout: float) -> None:
         """Stop the worker (its processor's stop() runs and its last results
@@ -264,6 +279,7 @@ class WorkerHandle:
             "lostIds": _ids_text(self.lost_ids), "ringSlots": ring.get("ringSlots", 0),
             "ringSlotsInUse": ring.get("ringSlotsInUse", 0), "nRingFull": ring.get("nRingFull", 0),
             "user": dict(self.last_stats.get("user", {})),
+            **worker_sections(self.last_stats.get("metadata")),
         }
 
     def _ring_stats(self) -> dict:

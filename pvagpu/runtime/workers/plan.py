@@ -12,6 +12,10 @@
   ``--gpus``; else, for a GPU processor (a GpuAdImageProcessor subclass)
   with ``--gpu auto`` (or not given), one worker per visible GPU; else none.
 
+Every other flag works with workers as without: -mc (each worker subscribes
+to the metadata channels itself) and -ao N (each worker hands its processor
+N frames at a time), see :mod:`.pool`.
+
 A worker bound to a GPU sees it as its only device (``CUDA_VISIBLE_DEVICES``,
 set before any CUDA call), so its processor gets ``configDict['gpu'] = '0'``.
 """
@@ -94,10 +98,4 @@ def plan_workers(config, processor_class, gpu_count=visible_gpu_count) -> Worker
     if n and processor_class is None:
         raise ConfigurationError("--n-workers needs a processor class (-pc, with -pf for a file): "
                                  "each worker loads its own instance")
-    if n and (config.accumulate_objects or 0) > 1:
-        raise ConfigurationError("--accumulate-objects cannot be combined with --n-workers yet: "
-                                 "workers process one frame at a time")
-    if n and config.metadata_channels:
-        raise ConfigurationError("--metadata-channels cannot be combined with --n-workers yet: "
-                                 "the metadata queues live in the receiving process")
     return WorkerPlan(n, tuple(gpus[k % len(gpus)] for k in range(n)) if n and gpus else ())

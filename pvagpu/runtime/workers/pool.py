@@ -18,7 +18,18 @@ statistics and the control channel's commands need nothing of their own:
   replayed to a worker that is restarted); ``getStats`` asks every worker
   and gives the total (:func:`.stats.total_user_stats`), and
   :meth:`sections` each worker's ``worker<N>Stats``;
-* ``getStatsPvaTypes``: the types the workers' processor reported.
+* ``getStatsPvaTypes``: the types the workers' processor reported;
+* :attr:`metadata`: with -mc, each worker subscribes to the metadata
+  channels itself; this stands in for the consumer's MetadataChannels
+  (:mod:`.metadata`).
+
+With -ao N each worker runs its frames in batches of up to N (:mod:`.batch`).
+A frame's shared-memory slot is released when the worker takes the frame
+off its queue (p4p copies a Value's arrays out of the slot), so frames
+waiting for their batch to fill hold worker memory, not slots: the rings
+keep their size, and up to N - 1 more frames per worker may be in flight
+(:attr:`WorkerPool.capacity`). :meth:`WorkerPool.drain` has the workers run
+their partial batches before it waits for the frames in flight.
 
 Counting goes to the consumer's :class:`~pvagpu.runtime.frames.FrameRunner`
 counters, as for frames processed in-process: first/last object at
@@ -37,10 +48,12 @@ from ...errors import ConfigurationError
 from ...hpc.user_mp_worker_controller import UserMpWorkerController
 from ...mp.protocol import CONFIGURE_COMMAND
 from ...mp.ring import DEFAULT_SLOTS
+from ...pva.metadata import MetadataChannels
 from ...pva.receiver import SKIPPED
 from ...stats import ErrorLog
 from .child import WorkerSpec
 from .handle import WorkerHandle, outcome_error
+from .metadata import WorkerMetadata, section_fields
 from .stats import WORKER_STATS_TYPES, section_name, total_user_stats
 
 log = logging.getLogger(__name__)
@@ -73,6 +86,11 @@ class WorkerPool:
         self._errors = ErrorLog(log)
         rqs = config.receiver_queue_size or 0
         slots = max(2, math.ceil(rqs / plan.n_workers)) if rqs > 0 else DEFAULT_SLOTS
+        #: the metadata channels (-mc), checked here, subscribed to by each worker
+        self.metadata = (WorkerMetadata(self, MetadataChannels.for_consumer(config))
+                         if config.metadata_channels else None)
+        metadata_specs = self.metadata.specs if self.metadata is not None else None
+        batch = config.accumulate_objects if (config.accumulate_objects or 0) > 1 else 1
         processor_file = (str(Path(config.processor_file).resolve())
                           if config.processor_file else None)
         level = logging.getLogger().getEffectiveLevel()
@@ -85,7 +103,11 @@ class WorkerPool:
                 processor_config["gpu"] = "0"   # its one visible device
             spec = WorkerSpec(k + 1, config.consumer_id, processor_file, config.processor_class,
                               processor_config, config.input_name, config.output_name,
-                              config.oid_field, level)
+                              config.oid_field, level, metadata_channels=metadata_specs,
+                              receiver_queue_size=config.receiver_queue_size or 0,
+                              server_queue_size=config.server_queue_size or 0,
+                              accumulate_objects=batch,
+                              accumulation_timeout=config.accumulation_timeout)
             self.handles.append(WorkerHandle(self, spec, gpu, slots))
 
     @property
@@ -231,11 +253,16 @@ class WorkerPool:
 
     @property
     def capacity(self) -> int:
-        return sum(h.slots for h in self.handles)
+        """Frames that may be in flight: each worker's ring, and its batch
+        but the frame that completes it."""
+        return sum(h.slots + h.spec.accumulate_objects - 1 for h in self.handles)
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until no frame is in flight."""
+        """Have the workers run their partial batches, then wait up to
+        ``timeout`` s until no frame is in flight."""
         deadline = time.monotonic() + max(0.0, timeout)
+        for handle in self.handles:
+            handle.flush()
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         return not self.in_flight
@@ -253,4 +280,6 @@ class WorkerPool:
         fields = list(WORKER_STATS_TYPES)
         if user_fields:
             fields.append(("user", ("S", None, list(user_fields))))
+        if self.metadata is not None:
+            fields += section_fields(len(self.metadata))
         return [(section_name(h.worker_id), fields) for h in self.handles]

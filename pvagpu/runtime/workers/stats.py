@@ -6,6 +6,11 @@ worker, after pvapy's groups, as ``metadataStats_<n>``); its keys and
 types are :data:`WORKER_STATS_TYPES`, plus ``user``: that worker's
 processor statistics, with the types of the consumer's ``userStats``.
 
+With metadata channels (-mc) each worker's section also has
+``metadata<n>``: that worker's counts for channel n
+(:data:`WORKER_METADATA_TYPES`; the consumer's ``metadataStats_<n>`` is
+their sum, see :mod:`.metadata`).
+
 ``userStats`` holds the total over the workers (:func:`total_user_stats`).
 """
 from __future__ import annotations
@@ -21,6 +26,13 @@ WORKER_STATS_TYPES = (
     ("nErrors", "I"), ("errorRate", "d"), ("nLost", "I"), ("nInFlight", "I"),
     ("nRestarts", "I"), ("lostIds", "s"), ("ringSlots", "I"), ("ringSlotsInUse", "I"),
     ("nRingFull", "I"),
+)
+
+#: a worker's counts for one metadata channel, ``metadata<n>`` in its section:
+#: the receiver's nReceived / nRejected / nOverruns, the queue's nDelivered / nQueued
+WORKER_METADATA_TYPES = (
+    ("channel", "s"), ("nReceived", "I"), ("nRejected", "I"), ("nOverruns", "I"),
+    ("nDelivered", "I"), ("nQueued", "I"),
 )
 
 #: how many of a worker's lost uniqueIds its section lists (the newest)
