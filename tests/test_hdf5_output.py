@@ -257,6 +257,32 @@ def test_verify_compressed_refuses_a_corrupt_payload(make, tmp_path):
     assert list(read_frames(only_file(tmp_path))[1]) == [1]
 
 
+def test_the_default_framing_check_refuses_a_broken_bslz4_payload(make, tmp_path):
+    """By default (verifyCompressed "framing") a bslz4 payload's blocks are
+    walked before it is stored: a truncated one is refused and counted, and
+    leaves no file behind; "none" stores it as it came."""
+    good = frame(image("uint16", 2), 2, "bslz4")
+    payload = ntnda.payload(frame(image("uint16", 1), 1, "bslz4"))[0]
+    truncated = ntnda.value_from_compressed(payload[:-5], 1, nx=40, ny=24, dtype=np.uint16,
+                                            codec="bslz4")
+    p = make(outputFileNameFormat="{uniqueId}.h5")
+    assert p.settings.verifyCompressed == "framing"
+    stats = write(p, [truncated, good])
+    assert stats["nFrameErrors"] == 1 and stats["nDirect"] == 1
+    assert "CorruptPayloadError" in stats["lastErrorMessage"]
+    assert [f.name for f in tmp_path.glob("*.h5")] == ["2.h5"]  # none for the refused frame
+    np.testing.assert_array_equal(read_frames(tmp_path / "2.h5")[0][0], image("uint16", 2))
+    p.configure({"verifyCompressed": False, "outputFileNameFormat": "none{uniqueId}.h5"})
+    assert p.settings.verifyCompressed == "none"
+    assert write(p, [truncated])["nDirect"] == 2
+    with h5py.File(tmp_path / "none1.h5", "r") as f:
+        assert f[DATA].id.read_direct_chunk((0, 0, 0))[1][12:] == payload[:-5].tobytes()
+    p.configure({"verifyCompressed": True})
+    assert p.settings.verifyCompressed == "decode"
+    with pytest.raises(ConfigurationError, match="verifyCompressed"):
+        p.configure({"verifyCompressed": "sometimes"})
+
+
 # -- metadata ------------------------------------------------------------------------
 
 def test_unique_id_timestamps_and_attributes_are_stored_per_frame(make, tmp_path):
@@ -352,6 +378,29 @@ def test_a_swmr_reader_sees_every_frame_while_the_file_grows(make, tmp_path):
     p.stop()
     data, uids = read_frames(path)  # closed cleanly: readable without SWMR
     assert list(uids) == list(range(1, n + 1))
+
+
+def test_files_are_flushed_at_most_every_flush_interval_and_at_the_latest_after_it(
+        make, monkeypatch):
+    """A stream the writer keeps up with does not flush after every frame
+    (each flush writes every metadata dataset); a frame that no other frame
+    follows is still flushed once flushInterval has passed."""
+    flushes = []
+    real_flush = FrameFile.flush
+
+    def counted_flush(self):
+        flushes.append(self.n_frames)
+        return real_flush(self)
+    monkeypatch.setattr(FrameFile, "flush", counted_flush)
+    p = make(flushInterval=3600.0)
+    for uid in range(1, 21):
+        p.process(frame(image("uint16", uid), uid, "bslz4"))
+        wait_for(lambda: p.getStats()["nFramesWritten"] == uid, timeout=30)  # caught up
+    assert flushes == []
+    assert p.flush() and flushes == [20]
+    p.configure({"flushInterval": 0.2})
+    p.process(frame(image("uint16", 21), 21, "bslz4"))
+    wait_for(lambda: flushes[-1:] == [1], timeout=30, message="the timed flush")
 
 
 # -- rollover, configure, stop ---------------------------------------------------------
@@ -487,6 +536,35 @@ def test_a_nearly_full_disk_stops_writing_before_hdf5_runs_out(make, tmp_path, m
     stats = write(p, [frame(image("uint16", 3), 3)])
     assert stats["nFramesWritten"] == 2
     assert list(read_frames(tmp_path / "f2.h5")[1]) == [3]
+
+
+def test_free_space_is_read_at_most_every_interval_less_the_bytes_written(make, tmp_path,
+                                                                          monkeypatch):
+    """Between two readings the writer subtracts its own bytes; a frame is
+    refused only on a fresh reading, and the next frame reads again."""
+    import pvagpu.hdf5.writer as module
+    monkeypatch.setattr(module, "FREE_SPACE_INTERVAL", 3600.0)
+    readings = []
+    usage = namedtuple("usage", "total used free")
+    nbytes = image("uint16", 1).nbytes
+    free = {"bytes": 10**6 + int(3.5 * nbytes)}  # the reserve and 3.5 raw frames
+
+    def disk_usage(path):  # a disk that the frames written fill
+        readings.append(path)
+        return usage(10**13, 0, free["bytes"] - p.getStats()["nBytesWritten"])
+    monkeypatch.setattr(module.shutil, "disk_usage", disk_usage)
+    p = make(minFreeBytes=10**6, outputFileNameFormat="f{fileNumber}.h5")
+    for uid in range(1, 5):
+        p.process(frame(image("uint16", uid), uid))
+    wait_for(lambda: p.getStats()["nWriteErrors"] == 1, timeout=30)
+    assert p.getStats()["nFramesWritten"] == 3
+    assert len(readings) == 2  # the first frame's, and the fresh one that refused frame 4
+    assert "disk nearly full" in p.getStats()["lastErrorMessage"]
+    free["bytes"] = 10**12
+    stats = write(p, [frame(image("uint16", uid), uid) for uid in range(5, 9)])
+    assert stats["nFramesWritten"] == 7 and len(readings) == 3
+    assert list(read_frames(tmp_path / "f1.h5")[1]) == [1, 2, 3]
+    assert list(read_frames(tmp_path / "f2.h5")[1]) == [5, 6, 7, 8]
 
 
 FULL_DISK_WRITER = textwrap.dedent("""

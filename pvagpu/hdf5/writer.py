@@ -4,6 +4,13 @@
 (:func:`pvagpu.hdf5.chunks.prepare`), opens, rolls over and closes
 :class:`~pvagpu.hdf5.file.FrameFile` s, and counts what it writes and what
 fails. Commands travel in the same queue, so they apply in frame order.
+
+Per frame the writer does what the frame needs and little else: file-system
+free space is read at most every FREE_SPACE_INTERVAL s (the writer's own
+bytes are subtracted in between), and a file is flushed (metadata written,
+SWMR readers see the new frames) at most every ``flushInterval`` s, and at
+the latest ``flushInterval`` s after a frame was written, also when no
+further frame comes.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ import time
 
 from ..errors import OutputFileError
 from ..stats import Counters, ErrorLog
-from .chunks import prepare
+from .chunks import ChunkAssembler, prepare
 from .file import FrameFile, new_path
 
 class WriterCounters(Counters):
@@ -32,6 +39,10 @@ class WriterCounters(Counters):
 #: the file, use the settings from the next frame on).
 STOP = object()   # close the file, end the thread
 FLUSH = object()  # flush the file
+
+#: Seconds between two readings of the output file system's free space
+#: (``minFreeBytes``); a reading that would refuse a frame is always fresh.
+FREE_SPACE_INTERVAL = 1.0
 
 
 class Writer:
@@ -54,8 +65,11 @@ class Writer:
         self.write_time = 0.0
         self.last_error = ""
         self._file_bytes = 0
+        self._assemble = ChunkAssembler()
         self._errors = ErrorLog(self.logger, processor.ERROR_LOG_INTERVAL, logging.ERROR)
         self._last_flush = time.monotonic()
+        self._free = None         # free bytes at the last reading, less those written since
+        self._free_read = 0.0     # time.monotonic() of that reading
         self._thread = threading.Thread(target=self._run, name="hdf5-writer", daemon=True)
         self._thread.start()
 
@@ -82,7 +96,11 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=self._flush_due())
+            except queue.Empty:  # frames written, none followed: time to show them
+                self._maybe_flush()
+                continue
             try:
                 if item is FLUSH:
                     self._maybe_flush(force=True)
@@ -91,6 +109,7 @@ class Writer:
                     if item is STOP:
                         return
                     self.settings = item
+                    self._free = None
                 else:
                     start = time.perf_counter()
                     self._write(item)
@@ -104,6 +123,8 @@ class Writer:
         c = self.counters
         try:
             record = prepare(value, settings.keepCompression, settings.verifyCompressed)
+            if record is not None:
+                record = self._assemble(record)
         except Exception as exc:
             self._refuse(_unique_id(value), exc)
             return
@@ -111,7 +132,7 @@ class Writer:
             c.n_skipped += 1
             return
         try:
-            _check_free_space(settings, record.nbytes)
+            self._check_free_space(settings, record.nbytes)
             f = self._file_for(record, settings)
         except Exception as exc:
             self._write_failed(record, exc, settings.outputDirectory)
@@ -126,9 +147,12 @@ class Writer:
         except Exception as exc:
             self._write_failed(record, exc, f.path)
             return
-        c.n_frames_written += 1
-        c.n_bytes_written += f.n_bytes - self._file_bytes
+        written = f.n_bytes - self._file_bytes
         self._file_bytes = f.n_bytes
+        if self._free is not None:
+            self._free -= written
+        c.n_frames_written += 1
+        c.n_bytes_written += written
         if record.chunk is not None:
             c.n_direct += 1
         else:
@@ -146,6 +170,7 @@ class Writer:
         self.counters.n_write_errors += 1
         self._error("write", f"frame {record.unique_id} not written to {where}: "
                              f"{type(exc).__name__}: {exc}")
+        self._free = None
         self._close_file()
 
     def _file_for(self, record, settings) -> FrameFile:
@@ -182,14 +207,23 @@ class Writer:
                          record.shape)
         return self.file
 
+    def _flush_due(self):
+        """Seconds until the open file's unflushed frames are due to be
+        flushed; None when there are none."""
+        f = self.file
+        if f is None or not f.unflushed:
+            return None
+        due = self._last_flush + self.settings.flushInterval - time.monotonic()
+        return min(max(0.0, due), 3600.0)  # a bound that any lock's timeout accepts
+
     def _maybe_flush(self, force: bool = False) -> None:
-        """Flush when forced, when the queue is empty, or flushInterval after
-        the last flush."""
+        """Flush when forced, or when frames were written and flushInterval
+        has passed since the last flush (0: after every frame)."""
         f = self.file
         if f is None:
             return
         now = time.monotonic()
-        if force or self.queue.empty() or now - self._last_flush >= self.settings.flushInterval:
+        if force or (f.unflushed and now - self._last_flush >= self.settings.flushInterval):
             self._last_flush = now
             try:
                 f.flush()
@@ -202,7 +236,6 @@ class Writer:
         f, self.file = self.file, None
         if f is None:
             return
-        self.counters.n_attributes_dropped += f.n_dropped
         try:
             f.close()
         except Exception as exc:
@@ -210,23 +243,31 @@ class Writer:
             self._error("write", f"cannot close {f.path}: {type(exc).__name__}: {exc}")
         else:
             self.logger.info("closed %s: %d frames", f.path, f.n_frames)
+        finally:
+            self.counters.n_attributes_dropped += f.n_dropped  # counted as frames are flushed
 
     def _error(self, kind: str, message: str) -> None:
         self.last_error = message
         self._errors(kind, message)
 
-
-def _check_free_space(settings, nbytes: int) -> None:
-    """OutputFileError (ENOSPC) when writing ``nbytes`` would leave less than
-    ``minFreeBytes`` free: the file is then closed while closing still fits,
-    instead of HDF5 running out of space in the middle of a write."""
-    if not settings.minFreeBytes:
-        return
-    free = shutil.disk_usage(settings.outputDirectory).free
-    if free < nbytes + settings.minFreeBytes:
-        raise OutputFileError(errno.ENOSPC, f"disk nearly full: {free} bytes free in "
-                              f"{settings.outputDirectory}, a frame needs {nbytes} and "
-                              f"minFreeBytes is {settings.minFreeBytes}")
+    def _check_free_space(self, settings, nbytes: int) -> None:
+        """OutputFileError (ENOSPC) when writing ``nbytes`` would leave less
+        than ``minFreeBytes`` free: the file is then closed while closing
+        still fits, instead of HDF5 running out of space in the middle of a
+        write. The file system is asked at most every FREE_SPACE_INTERVAL s
+        (a statvfs call can be a round trip on a network file system), and
+        again before any refusal."""
+        if not settings.minFreeBytes:
+            return
+        need = nbytes + settings.minFreeBytes
+        now = time.monotonic()
+        if self._free is None or self._free < need or now - self._free_read >= FREE_SPACE_INTERVAL:
+            self._free = shutil.disk_usage(settings.outputDirectory).free
+            self._free_read = now
+        if self._free < need:
+            raise OutputFileError(errno.ENOSPC, f"disk nearly full: {self._free} bytes free in "
+                                  f"{settings.outputDirectory}, a frame needs {nbytes} and "
+                                  f"minFreeBytes is {settings.minFreeBytes}")
 
 
 def _unique_id(value):
