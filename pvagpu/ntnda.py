@@ -32,6 +32,7 @@ time stamps; reading a Value; building a Value.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
@@ -288,7 +289,7 @@ def compressed_payload(value: Value):
     if param is None:
         raise CorruptPayloadError(f"codec {name!r} frame without codec.parameters (data type)")
     dtype = info_for_pv_type(param).dtype
-    n_elements = int(np.prod(pixel_shape(value), dtype=np.int64))
+    n_elements = math.prod(pixel_shape(value))   # exact (Python ints), no NumPy call
     size = int(value["uncompressedSize"])
     if size != n_elements * dtype.itemsize:
         raise CorruptPayloadError(
