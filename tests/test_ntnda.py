@@ -64,11 +64,13 @@ def test_pva_constants_are_exactly_the_pv_type_members():
     """pvagpu.pva names each PvType member explicitly: the same names, the
     same objects, nothing missing and nothing extra."""
     from pvagpu import pva
-    from pvagpu.pva import objects
+    from pvagpu.pva import exceptions, objects
     constants = {name for name in pva.__all__ if name.isupper()}
     assert constants == set(PvType.__members__)
-    builders = set(pva.__all__) - constants - {"QueueEmpty"}
+    errors = set(exceptions.__all__)
+    builders = set(pva.__all__) - constants - errors
     assert builders and all(getattr(pva, name) is getattr(objects, name) for name in builders)
+    assert all(getattr(pva, name) is getattr(exceptions, name) for name in errors)
     for name, member in PvType.__members__.items():
         assert getattr(pva, name) is member
     assert pva.QueueEmpty is queue.Empty
