@@ -117,11 +117,12 @@ class Consumer:
             self.workers.runner, self.workers.publisher = self.runner, self.publisher
         self.delivery = self._make_delivery(config)
         self.receiver = self._make_receiver(config)
-        if getattr(type(processor), "AUTHENTICATED_OBJECT_IDS", False) and \
+        processor_type = cls if self.workers is not None else type(processor)
+        if getattr(processor_type, "AUTHENTICATED_OBJECT_IDS", False) and \
                 hasattr(self.receiver, "account"):
             # missed frames from the ids the processor authenticated (the decryptors)
             self.receiver.track_ids = False
-            self.runner.account_ids(self.receiver)
+            (self.runner if self.workers is None else self.workers).account_ids(self.receiver)
         #: the metadata channels (-mc); with workers each worker subscribes to
         #: them itself, and this gives their statistics (runtime.workers.metadata)
         self.metadata = None

@@ -187,15 +187,6 @@ def test_metadata_channels_and_batches_combine_with_workers():
     assert plan(GpuProc, 2, accumulate_objects=8, metadata_channels="pva://x").gpus == (0, 1)
 
 
-def test_a_decryptor_in_workers_says_how_missed_frames_are_counted(caplog):
-    from pvagpu.hpc import AdImageDataDecryptor
-    with caplog.at_level("WARNING", logger="pvagpu.runtime.workers.plan"):
-        assert plan(AdImageDataDecryptor, 0, n_workers=2).n_workers == 2
-        assert plan(CpuProc, 0, n_workers=2).n_workers == 2
-    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == ["AdImageDataDecryptor"]
-    assert "uniqueIds as received" in caplog.text
-
-
 @pytest.mark.parametrize("fields, message", [
     ({"n_workers": -1}, "--n-workers must be"),
     ({"gpus": "0", "gpu": "none"}, "give one of them"),

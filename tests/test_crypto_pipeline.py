@@ -172,3 +172,37 @@ def test_the_consumer_counts_missed_frames_from_authenticated_ids_only(keys, que
     assert stats["receiverStats"]["nOverruns"] == (1 if queued else 0)
     assert stats["processorStats"]["nMissed"] == 2     # 5 and 6: not the junk's, not 9
     assert stats["processorStats"]["nProcessed"] == (7 if queued else 8)
+
+
+@pytest.mark.pva
+def test_a_decryptor_in_two_workers_counts_missed_frames_from_authenticated_ids(keys, pva_env):
+    """The same accounting with the decryptor in 2 worker processes, whose
+    frames finish in any order: the authenticated ids are put back in the
+    order the frames came, so the junk envelope's far-off clear id counts
+    nothing and the real gap (5, 6) counts 2."""
+    from pvagpu.consumer import Consumer
+    from pvagpu.hpc import AdImageDataEncryptor
+    from pvagpu.runtime.config import ConsumerConfig
+
+    enc = AdImageDataEncryptor({"privateKeyFilePath": keys["sender"], "sign": True,
+                                "publicKeyFilePath": keys["receiver.pub"]})
+    enc.outputChannel = CHANNEL
+    envelopes = {uid: enc.process(frame(uid=uid)) for uid in (1, 2, 3, 4, 7, 8, 9, 10)}
+    junk = Value(envelopes[3].type(), fields_of(envelopes[3]) | {"uniqueId": 2 ** 31 - 1})
+    config = ConsumerConfig(CHANNEL, processor_class="pvagpu.hpc:AdImageDataDecryptor",
+                            processor_args={"privateKeyFilePath": keys["receiver"],
+                                            "publicKeyFilePath": keys["sender.pub"],
+                                            "verify": True},
+                            n_workers=2, skip_initial_updates=0)
+    with Consumer(config) as consumer:
+        receiver = consumer.receiver
+        assert not receiver.track_ids
+        for item in (1, 2, junk, 3, 4, 7, 8, 9, 10):
+            receiver._on_value(envelopes[item] if isinstance(item, int) else item)
+        wait_for(lambda: (p := consumer.stats()["processorStats"])["nProcessed"] +
+                 p["nErrors"] == 9, timeout=60, message="9 envelopes answered")
+        stats = consumer.stats()
+    p = stats["processorStats"]
+    assert (p["nProcessed"], p["nErrors"], p["nMissed"]) == (8, 1, 2)
+    assert receiver.ids.last_id == 10
+    assert sorted(h.counters.n_processed for h in consumer.workers.handles)[0] >= 1

@@ -148,6 +148,8 @@ class ConsumerWorker(UserMpDataProcessor):
             return
         self.processor = processor
         self.runner = FrameRunner(processor, self.publisher, spec.consumer_id)
+        #: a decryptor's frames are answered with the id it authenticated
+        self.authenticated = bool(getattr(type(processor), "AUTHENTICATED_OBJECT_IDS", False))
         if (spec.accumulate_objects or 0) > 1:
             self.batcher = FrameBatcher(spec.accumulate_objects, spec.accumulation_timeout,
                                         self._run_batch)
@@ -182,9 +184,14 @@ class ConsumerWorker(UserMpDataProcessor):
             if not skipped:
                 self.batcher.add((seq, oid, mpqObject.obj))
             return
+        self._run_one(seq, oid, mpqObject.obj, skipped)
+
+    def _run_one(self, seq, oid, value, skipped=False) -> None:
+        """Run one frame and answer it (with the id the processor
+        authenticated, for a decryptor)."""
         c = self.runner.counters
         before = (c.n_errors, c.n_frame_errors, c.n_codec_errors)
-        self.runner.run(SKIPPED if skipped else oid, mpqObject.obj)
+        self.runner.run(SKIPPED if skipped else oid, value)
         if skipped:
             return
         if c.n_errors == before[0]:
@@ -195,10 +202,20 @@ class ConsumerWorker(UserMpDataProcessor):
             outcome = CODEC_ERROR
         else:
             outcome = OTHER_ERROR
-        self._send(DONE, None, seq, outcome)
+        if self.authenticated:
+            self._send(DONE, None, seq, outcome,
+                       None if outcome else getattr(self.processor, "lastAuthenticatedId", None))
+        else:
+            self._send(DONE, None, seq, outcome)
 
     def _run_batch(self, batch: list) -> None:
-        """Run ``[(seq, oid, value), ...]`` and answer each frame."""
+        """Run ``[(seq, oid, value), ...]`` and answer each frame (a
+        decryptor's one by one, as without workers, so that each answer
+        carries the id it authenticated)."""
+        if self.authenticated:
+            for seq, oid, value in batch:
+                self._run_one(seq, oid, value)
+            return
         failed = self.runner.run_batch([(oid, value) for _, oid, value in batch])
         for seq, oid, _ in batch:
             self._send(DONE, None, seq, outcome_of(failed.get(oid)))

@@ -180,7 +180,7 @@ class WorkerHandle:
     def _handle(self, tag, obj) -> None:
         kind = tag[0]
         if kind == DONE:
-            self.pool.frame_done(self, tag[1], tag[2])
+            self.pool.frame_done(self, tag[1], tag[2], tag[3] if len(tag) > 3 else None)
         elif kind == OUTPUT:
             self.pool.publish(obj)
         elif kind == OPEN:

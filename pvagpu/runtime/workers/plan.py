@@ -21,13 +21,10 @@ set before any CUDA call), so its processor gets ``configDict['gpu'] = '0'``.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
 from ...errors import ConfigurationError
-
-log = logging.getLogger(__name__)
 
 #: most workers one consumer may run
 MAX_WORKERS = 256
@@ -101,9 +98,4 @@ def plan_workers(config, processor_class, gpu_count=visible_gpu_count) -> Worker
     if n and processor_class is None:
         raise ConfigurationError("--n-workers needs a processor class (-pc, with -pf for a file): "
                                  "each worker loads its own instance")
-    if n and getattr(processor_class, "AUTHENTICATED_OBJECT_IDS", False):
-        log.warning("%s in %d worker processes: missed frames are counted from the uniqueIds "
-                    "as received, not from the ones the processor authenticated (as without "
-                    "workers), so an object with a forged uniqueId can make frames look missed",
-                    processor_class.__name__, n)
     return WorkerPlan(n, tuple(gpus[k % len(gpus)] for k in range(n)) if n and gpus else ())

@@ -34,7 +34,9 @@ their partial batches before it waits for the frames in flight.
 Counting goes to the consumer's :class:`~pvagpu.runtime.frames.FrameRunner`
 counters, as for frames processed in-process: first/last object at
 dispatch, processed or an error (of the worker's kind) when the worker
-answers, and each frame lost with a worker that died as an error.
+answers, and each frame lost with a worker that died as an error. For a
+decryptor, missed frames are counted from the ids the workers authenticated,
+in arrival order (:mod:`.authenticated`).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ from ...mp.ring import DEFAULT_SLOTS
 from ...pva.metadata import MetadataChannels
 from ...pva.receiver import SKIPPED
 from ...stats import ErrorLog
+from .authenticated import DispatchOrder
 from .child import WorkerSpec
 from .handle import WorkerHandle, outcome_error
 from .metadata import WorkerMetadata, section_fields
@@ -82,6 +85,7 @@ class WorkerPool:
         self._publish_lock = threading.Lock()
         self._seq = 0
         self._turn = 0
+        self._order = None          # a DispatchOrder (account_ids), for a decryptor
         self._configured = {}
         self._errors = ErrorLog(log)
         rqs = config.receiver_queue_size or 0
@@ -172,6 +176,13 @@ class WorkerPool:
     def process(self, pvObject):
         raise RuntimeError("a consumer with workers processes frames in its worker processes")
 
+    def account_ids(self, intake) -> None:
+        """Account the ids the workers' processor authenticated (a
+        decryptor's) with ``intake.account``, in the order the frames came
+        (:mod:`.authenticated`); the consumer calls it instead of the
+        FrameRunner's ``account_ids``."""
+        self._order = DispatchOrder(intake)
+
     # -- frames out ----------------------------------------------------------------------
 
     def dispatch(self, oid, value) -> bool:
@@ -187,18 +198,25 @@ class WorkerPool:
                            key=lambda h: (len(h.in_flight), (h.worker_id - self._turn) % n))
             if not skipped:
                 self.runner.received(oid, oid)
+            elif self._order is not None:
+                self._order.settle(seq)
         for handle in order:
             if handle.hand_over(seq, oid, value, skipped):
                 return True
+        if self._order is not None and not skipped:
+            with self.lock:
+                self._order.settle(seq)         # refused: no worker had room
         return skipped
 
     # -- results in (collector threads) ------------------------------------------------
 
-    def frame_done(self, handle, seq: int, outcome) -> None:
+    def frame_done(self, handle, seq: int, outcome, authenticated=None) -> None:
         with self.lock:
             oid = handle.in_flight.pop(seq, _UNKNOWN)
             if oid is _UNKNOWN:
                 return   # not dispatched by this pool (cannot happen), or counted already
+            if self._order is not None:
+                self._order.settle(seq, authenticated if outcome is None else None)
             if outcome is None:
                 self.runner.succeeded()
                 handle.counters.n_processed += 1
@@ -211,6 +229,9 @@ class WorkerPool:
         their uniqueIds."""
         with self.lock:
             lost = list(handle.in_flight.values())
+            if self._order is not None:
+                for seq in handle.in_flight:
+                    self._order.settle(seq)
             handle.in_flight.clear()
             for oid in lost:
                 self.runner.failed(oid, error_class(
