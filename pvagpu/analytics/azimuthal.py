@@ -9,14 +9,23 @@ Run::
     # the cake: 360 azimuthal bins of 1 degree times 1000 radial bins
     pvagpu-consumer -ic det:image -oc _ -sc _ -pc pvagpu.analytics:AzimuthalIntegrator \\
         -pa '{"poni": "LaB6.poni", "npt": 1000, "nAzimuthal": 360, "azimuthalRange": [-180, 180]}'
+    # a synchrotron beam: correct for its horizontal polarisation
+    pvagpu-consumer -ic det:image -oc _ -sc _ -pc pvagpu.analytics:AzimuthalIntegrator \\
+        -pa '{"poni": "LaB6.poni", "npt": 1000, "polarizationFactor": 0.99}'
 
 Arguments: ``poni`` (required; :mod:`.poni`), ``npt`` (radial bins,
 1000), ``unit``: ``"q_nm^-1"`` (default) or ``"2th_deg"``; ``mask``
 (nonzero = excluded), ``dark``, ``flat`` (files as for Corrections);
 ``solidAngle`` (true: normalise by the pixels' solid angle, as pyFAI
-does by default); ``radialRange`` ([min, max] in ``unit``; default: the
-range of the unmasked pixels); ``nAzimuthal`` (azimuthal bins: the
-output becomes the cake; absent or null: the 1-D profile);
+does by default); ``polarizationFactor`` (pyFAI's ``polarization_factor``,
+-1 to 1: 1 a horizontally polarised beam, 0.99 a typical synchrotron
+one, 0 unpolarised, -1 vertical; absent or null: no polarisation
+correction) and ``polarizationOffset`` (pyFAI's ``polarization_offset``:
+the polarisation axis from the detector's horizontal, in radians as in
+pyFAI; default 0; ignored without a factor); ``radialRange`` ([min,
+max] in ``unit``; default: the range of the unmasked pixels);
+``nAzimuthal`` (azimuthal bins: the output becomes the cake; absent or
+null: the 1-D profile);
 ``azimuthalRange`` ([min, max], chi in degrees, pyFAI's convention:
 within [-180, 180], or within [0, 360] for chi counted from 0; default:
 the chi range of the unmasked pixels; without ``nAzimuthal`` it limits
@@ -42,10 +51,12 @@ switch between the profile and the cake (the output channel's type).
 Pixel splitting is off; this is pyFAI's ``integrate1d(image, npt,
 unit=..., method=("no", "csr", "cython"))`` (``integrate2d(image, npt,
 nAzimuthal, ...)`` for the cake): each unmasked pixel whose centre falls
-in a bin adds ``frame - dark`` to the bin's signal and ``flat * solid
-angle`` to its normalisation; ``value = signal / normalisation``. The
-pixel-to-bin matrix (:mod:`.azimuthal_bins`) is built once per geometry
-and frame shape, on the CPU, and applied to every frame on the backend.
+in a bin adds ``frame - dark`` to the bin's signal and ``flat *
+polarisation * solid angle`` to its normalisation (pyFAI's rule: the
+corrections divide the bin's sums, not each pixel); ``value = signal /
+normalisation``. The pixel-to-bin matrix and the normalisation
+(:mod:`.azimuthal_bins`) are built once per geometry and frame shape, on
+the CPU, and applied to every frame on the backend.
 """
 from __future__ import annotations
 
@@ -94,6 +105,9 @@ class AzimuthalStep(Step):
         if self.unit.startswith("q") and not self.geometry.wavelength:
             raise opts.error("unit", f"q needs a wavelength; {path!r} gives none")
         self.solid = opts.boolean("solidAngle", True)
+        factor = opts.number("polarizationFactor", None, minimum=-1.0, maximum=1.0)
+        offset = opts.number("polarizationOffset", 0.0)
+        self.polarization = None if factor is None else (factor, offset)
         self.range = _range(opts, "radialRange")
         self.n_azimuthal = opts.integer("nAzimuthal", None, minimum=1)
         self.azimuthal_range = _range(opts, "azimuthalRange")
@@ -134,7 +148,7 @@ class AzimuthalStep(Step):
                 self.geometry, shape, unit=self.unit, npt=self.npt, radial_range=self.range,
                 n_azimuthal=self.n_azimuthal, azimuthal_range=self.azimuthal_range,
                 mask=self.files["mask"], dark=self.files["dark"], flat=self.files["flat"],
-                solid=self.solid)
+                solid=self.solid, polarization=self.polarization)
         return table
 
     def upload(self, xp):

@@ -11,7 +11,9 @@ ranges). Every frame is then one sparse matrix-vector product: a numba
 loop over the rows on the CPU, scipy.sparse with ``"numba": false`` (the
 array code the device runs), cupyx.scipy.sparse on the device; what does
 not depend on the frame (the dark's and the normalisation's sums per bin,
-the pixel count) is summed once with the matrix.
+the pixel count) is summed once with the matrix. The normalisation of a
+pixel is pyFAI's: ``flat * polarisation * solid angle`` (each optional),
+so these corrections divide each bin's summed signal, not each pixel.
 
 The bins (pyFAI's rule, checked bin for bin by the tests): an axis spans
 ``[lo, hi)`` with ``lo`` the smallest position of an unmasked pixel (0 at
@@ -153,17 +155,23 @@ class Table:
 
 
 def build_table(geometry, shape, *, unit, npt, radial_range=None, n_azimuthal=None,
-                azimuthal_range=None, mask=None, dark=None, flat=None, solid=True) -> Table:
+                azimuthal_range=None, mask=None, dark=None, flat=None, solid=True,
+                polarization=None) -> Table:
     """The Table of frames of ``shape``: ``npt`` radial bins in ``unit``
     (:data:`UNITS`), times ``n_azimuthal`` chi bins for a cake (None: the
     1-D profile); ranges in the published units (None: the unmasked
     pixels'); ``mask`` (nonzero: excluded), ``dark``, ``flat`` images or
-    None; ``solid``: normalise by the pixels' solid angle."""
+    None; ``solid``: normalise by the pixels' solid angle; ``polarization``:
+    ``(factor, offset)`` to normalise by the polarisation factor
+    (:meth:`.poni.Geometry.polarization`), or None. The normalisation is
+    pyFAI's, in float32: ``flat * polarisation * solid angle``."""
     method, scale = UNITS[unit]
     pos = getattr(geometry, method)(shape).reshape(-1)
     norm = np.ones(pos.size, np.float32)
     if flat is not None:
         norm = flat.astype(np.float32).reshape(-1)
+    if polarization is not None:
+        norm = norm * geometry.polarization(shape, *polarization).reshape(-1)
     if solid:
         norm = norm * geometry.solid_angle(shape).astype(np.float32).reshape(-1)
     valid = np.isfinite(norm) & (norm != 0) & np.isfinite(pos)

@@ -29,9 +29,14 @@ rotations give the lab vector ``t = R3 R2 R1 (p1, p2, dist)`` with
 t3)``, ``q = 4 pi sin(2theta / 2) / lambda`` (nm^-1 with lambda in nm),
 ``chi = atan2(t1, t2)``. The solid-angle factor relative to the PONI is
 ``cos(alpha)^3`` with ``cos(alpha) = dist / sqrt(dist^2 + p1^2 + p2^2)``.
+The polarisation factor of a beam of polarisation ``f`` (pyFAI's
+``polarization_factor``, -1 to 1) whose main axis is ``offset`` rad from
+the detector's horizontal is ``(1 + cos^2(2theta) - f cos(2 (chi + offset))
+(1 - cos^2(2theta))) / 2``.
 Detector orientations 1 to 4 (pyFAI >= 2025) flip the pixel indices.
 Rounding follows pyFAI's (tests compare with pyFAI bin for bin): angles in
-float64, the solid angle from float32 pixel positions.
+float64, the solid angle from float32 pixel positions, the polarisation
+factor in float64 stored as float32.
 """
 from __future__ import annotations
 
@@ -111,6 +116,16 @@ class Geometry:
         """Azimuthal angle chi of every pixel centre, rad."""
         t1, t2, _ = self.lab_vectors(shape)
         return np.arctan2(t1, t2)
+
+    def polarization(self, shape, factor: float, offset: float = 0.0) -> np.ndarray:
+        """The polarisation factor of every pixel (float32, pyFAI's
+        ``polarization(shape, factor, axis_offset)``): ``factor`` in
+        [-1, 1] (1: horizontal linear, 0: circular or unpolarised),
+        ``offset`` (rad) the polarisation axis from the detector's horizontal."""
+        cos2 = np.cos(self.tth(shape)) ** 2
+        chi = self.chi(shape)
+        return (0.5 * (1.0 + cos2 - factor * np.cos(2.0 * (chi + offset)) * (1.0 - cos2))
+                ).astype(np.float32)
 
     def solid_angle(self, shape) -> np.ndarray:
         """``cos(incidence)^3`` of every pixel (1 at the PONI)."""

@@ -1,7 +1,7 @@
 """AzimuthalIntegrator against pyFAI's integrate1d and, for the 2-D cake,
 integrate2d (no pixel splitting, CSR, cython) on the same PONI geometry,
-mask, dark, flat and image; the PONI parser; bad configuration and
-reconfiguration."""
+mask, dark, flat, polarisation factor and image; the PONI parser; bad
+configuration and reconfiguration."""
 import numpy as np
 import pyFAI
 import pytest
@@ -46,18 +46,24 @@ def check(value, ref):
     assert np.all(ref.intensity[~filled] == 0) and np.all(value["value"][~filled] == 0)
 
 
+#: no polarisation correction, a synchrotron's horizontal polarisation, a vertical one
+POLARIZATIONS = [None, 0.99, -0.5]
+
+
 @pytest.mark.parametrize("config", both_paths({}))
 @pytest.mark.parametrize("unit", ["q_nm^-1", "2th_deg"])
 @pytest.mark.parametrize("corrections", [False, True])
-def test_matches_pyfai_integrate1d(setup, config, unit, corrections):
+@pytest.mark.parametrize("polarization", POLARIZATIONS)
+def test_matches_pyfai_integrate1d(setup, config, unit, corrections, polarization):
     tmp, ai, mask, dark, flat = setup
     images = [RNG.poisson(200, SHAPE).astype(np.uint16) for _ in range(2)]
-    args = {**config, "poni": str(tmp / "geometry.poni"), "npt": 300, "unit": unit}
-    kw = {}
+    args = {**config, "poni": str(tmp / "geometry.poni"), "npt": 300, "unit": unit,
+            "polarizationFactor": polarization}
+    kw = {"polarization_factor": polarization}
     if corrections:
         args.update(mask=str(tmp / "mask.npy"), dark=str(tmp / "dark.npy"),
                     flat=str(tmp / "flat.npy"))
-        kw = {"mask": mask, "dark": dark, "flat": flat}
+        kw.update(mask=mask, dark=dark, flat=flat)
     _, values = run(AzimuthalIntegrator, args, images)
     for image, value in zip(images, values):
         check(value, pyfai(ai, image, 300, unit, **kw))
@@ -73,6 +79,61 @@ def test_radial_range_and_no_solid_angle(setup):
                                     correctSolidAngle=False, method=("no", "csr", "cython")))
 
 
+def test_polarization_offset_matches_pyfai(setup):
+    """``polarizationOffset`` is pyFAI's axis offset (rad): the profile
+    matches pyFAI's with ``polarization_factor=[factor, offset]`` and
+    differs from the one without the offset."""
+    tmp, ai, *_ = setup
+    image = RNG.poisson(100, SHAPE).astype(np.float32)
+    args = {"poni": str(tmp / "geometry.poni"), "npt": 100, "unit": "2th_deg",
+            "polarizationFactor": 0.9, "azimuthalRange": [-90, 0]}
+    _, values = run(AzimuthalIntegrator, {**args, "polarizationOffset": 0.6}, [image, image])
+    check(values[0], pyfai(ai, image, 100, "2th_deg", polarization_factor=[0.9, 0.6],
+                           azimuth_range=(-90, 0)))
+    _, plain = run(AzimuthalIntegrator, args, [image])
+    filled = values[0]["count"] > 0
+    assert np.max(np.abs(values[0]["value"][filled] / plain[0]["value"][filled] - 1)) > 1e-3
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"polarizationFactor": 1.5}, "'polarizationFactor' must be <= 1"),
+    ({"polarizationFactor": -1.01}, "'polarizationFactor' must be >= -1"),
+    ({"polarizationFactor": "0.99"}, "'polarizationFactor' must be a number"),
+    ({"polarizationFactor": True}, "'polarizationFactor' must be a number"),
+    ({"polarizationFactor": float("nan")}, "'polarizationFactor' must be finite"),
+    ({"polarizationOffset": "90deg"}, "'polarizationOffset' must be a number"),
+])
+def test_bad_polarization_is_refused_and_keeps_the_running_one(setup, bad, match):
+    tmp, ai, *_ = setup
+    args = {"poni": str(tmp / "geometry.poni"), "npt": 50, "unit": "2th_deg",
+            "polarizationFactor": 0.99}
+    with pytest.raises(ConfigurationError, match=match):
+        AzimuthalIntegrator({**args, **bad})
+    images = [RNG.poisson(100, SHAPE).astype(np.float32) for _ in range(2)]
+    p, values = run(AzimuthalIntegrator, args, images[:1])
+    with pytest.raises(ConfigurationError, match=match):
+        p.configure(bad)
+    p.process(ntnda.value_from_image(images[1], 2))
+    p.flush(wait=True)
+    assert len(values) == 2
+    for image, value in zip(images, values):
+        check(value, pyfai(ai, image, 50, "2th_deg", polarization_factor=0.99))
+
+
+def test_polarization_reconfigured_while_frames_flow(setup):
+    tmp, ai, *_ = setup
+    images = [RNG.poisson(100, SHAPE).astype(np.float32) for _ in range(3)]
+    p, values = run(AzimuthalIntegrator, {"poni": str(tmp / "geometry.poni"), "npt": 50,
+                                          "unit": "q_nm^-1"}, images[:1])
+    for unique_id, factor in ((2, -0.5), (3, None)):
+        p.configure({"polarizationFactor": factor})
+        p.process(ntnda.value_from_image(images[unique_id - 1], unique_id))
+        p.flush(wait=True)
+    assert len(values) == 3
+    for image, value, factor in zip(images, values, (None, -0.5, None)):
+        check(value, pyfai(ai, image, 50, "q_nm^-1", polarization_factor=factor))
+
+
 def test_poni_parser_reads_pyfai_files(setup):
     tmp, ai, *_ = setup
     g = read_poni(str(tmp / "geometry.poni"))
@@ -84,6 +145,12 @@ def test_poni_parser_reads_pyfai_files(setup):
     np.testing.assert_allclose(g.chi(SHAPE), ai.array_from_unit(SHAPE, "center", "chi_rad",
                                                                 scale=False), atol=1e-12)
     assert np.array_equal(g.solid_angle(SHAPE), ai.solidAngleArray(SHAPE))
+    for factor, offset in ((0.99, 0.0), (-0.5, 0.0), (0.9, 0.4)):
+        mine = g.polarization(SHAPE, factor, offset)
+        assert mine.dtype == np.float32
+        np.testing.assert_allclose(mine, ai.polarization(SHAPE, factor, axis_offset=offset),
+                                   rtol=1e-6)
+        assert np.ptp(mine) > 0.01                     # not a vacuous comparison
     v1 = parse_poni("PixelSize1: 5e-5\nPixelSize2: 6e-5\nDistance: 0.1\nPoni1: 0.01\n"
                     "Poni2: 0.02\nRot1: 0\nRot2: 0\nRot3: 0\nWavelength: 1e-10\n")
     assert (v1.pixel1, v1.pixel2, v1.shape) == (5e-5, 6e-5, None)
@@ -155,16 +222,17 @@ def check_cake(value, ref, step):
 @pytest.mark.parametrize("config", both_paths({}))
 @pytest.mark.parametrize("unit", ["q_nm^-1", "2th_deg"])
 @pytest.mark.parametrize("corrections", [False, True])
-def test_cake_matches_pyfai_integrate2d(setup, config, unit, corrections):
+@pytest.mark.parametrize("polarization", POLARIZATIONS)
+def test_cake_matches_pyfai_integrate2d(setup, config, unit, corrections, polarization):
     tmp, ai, mask, dark, flat = setup
     images = [RNG.poisson(200, SHAPE).astype(np.uint16) for _ in range(2)]
     args = {**config, "poni": str(tmp / "geometry.poni"), "npt": 60, "nAzimuthal": 36,
-            "unit": unit}
-    kw = {}
+            "unit": unit, "polarizationFactor": polarization}
+    kw = {"polarization_factor": polarization}
     if corrections:
         args.update(mask=str(tmp / "mask.npy"), dark=str(tmp / "dark.npy"),
                     flat=str(tmp / "flat.npy"))
-        kw = {"mask": mask, "dark": dark, "flat": flat}
+        kw.update(mask=mask, dark=dark, flat=flat)
     p, values = run(AzimuthalIntegrator, args, images)
     assert len(values) == 2
     for image, value in zip(images, values):
