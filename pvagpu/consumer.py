@@ -19,7 +19,9 @@ and runs their life cycle:
    modes pva / rpc, sends to a remote record or service
    (:class:`~pvagpu.pva.remote_output.RemoteOutput`). With the input modes
    pvas / rpc the consumer serves its input channel instead of monitoring
-   it (:class:`~pvagpu.pva.input_record.InputRecord`, a Receiver).
+   it (:class:`~pvagpu.pva.input_record.InputRecord`, a Receiver); with
+   -im ca it monitors a Channel Access PV
+   (:class:`~pvagpu.pva.ca_input.CaReceiver`).
 5. The housekeeping thread (:mod:`pvagpu.runtime.housekeeping`) publishes
    the status channel, gives the statistics to the ``on_stats``
    subscribers every ``report_period`` s, ends the run after ``runtime``
@@ -49,6 +51,7 @@ import time
 from . import codecs
 from .errors import ConfigurationError
 from .hpc import UserDataProcessor
+from .pva.ca_input import CaReceiver
 from .pva.control import CONTROL_STATS_TYPES, ControlChannel
 from .pva.input_record import InputRecord, input_type_of
 from .pva.publisher import LocalServer, Publisher
@@ -160,9 +163,12 @@ class Consumer:
         return make_delivery(config, self.runner, self.workers)
 
     def _make_receiver(self, config):
-        """The input side: a monitor of the input channel (-im pva), or the
+        """The input side: a monitor of the input channel (-im pva), of a
+        Channel Access PV (-im ca, :mod:`pvagpu.pva.ca_input`), or the
         input channel served for clients to send frames into (-im pvas / rpc,
         :mod:`pvagpu.pva.input_record`)."""
+        if config.input_mode == "ca":
+            return CaReceiver.for_consumer(config, self.delivery.offer)
         if config.input_mode != "pva":
             initial = input_type_of(self.processor) if config.input_mode == "pvas" else None
             return InputRecord(

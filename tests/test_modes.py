@@ -51,8 +51,9 @@ def test_mode_names_as_pvapy_reads_them():
     assert parse_mode(1, "output") == "pvas"
     with pytest.raises(ConfigurationError, match="ejfat.*E2SAR"):
         parse_mode("ejfat", "output")
-    with pytest.raises(ConfigurationError, match="PV Access only"):
-        parse_mode("ca", "input")
+    assert parse_mode("CA", "input") == "ca"          # Channel Access input (pvagpu.pva.ca_input)
+    with pytest.raises(ConfigurationError, match="input mode only"):
+        parse_mode("ca", "output")
     config = ConsumerConfig("in", input_mode="pvas", output_mode="pva", input_args='{"a": 1}')
     d = config.processor_config()
     assert (d["inputMode"], d["outputMode"], d["inputArgs"]) == (1, 0, '{"a": 1}')

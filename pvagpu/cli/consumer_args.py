@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("-v", "--version", action="version", version=f"%(prog)s {__version__}",
       help="print the version and exit. Example: -v")
     a("-ic", "--input-channel", required=True, metavar="NAME",
-      help="input PVA channel (NTNDArray) to monitor, or to serve with -im pvas/rpc; '*' "
-           "becomes the consumer id. Example: -ic 13SIM1:Pva1:Image")
+      help="input PVA channel (NTNDArray) to monitor, or to serve with -im pvas/rpc, or a "
+           "Channel Access PV with -im ca; '*' becomes the consumer id. "
+           "Example: -ic 13SIM1:Pva1:Image")
     a("-im", "--input-mode", default="pva", type=_mode_arg("input"), metavar="MODE",
       help="how frames come in, as pvapy's: pva (default) monitors the input channel on "
            "its server; pvas serves the input channel as a record on this consumer's "
@@ -87,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
            "pvput); rpc serves it as an RPC service that producers call with each frame "
            "(-om rpc). The record's structure is the processor's getInputPvObjectType(), "
            "an NTNDArray by default. -siu applies in every mode, so give -siu 0 with "
-           "pvas/rpc, as pvapy's documentation does. Example: -im pvas -siu 0")
+           "pvas/rpc, as pvapy's documentation does. ca monitors a Channel Access PV "
+           "(needs pyepics: pip install 'pvagpu[ca]'); the processor gets each update as an "
+           "NTScalar (NTScalarArray for a waveform, NTEnum for an enum) with value, alarm, "
+           "timeStamp and the PV's display/control limits, and each update counts as a "
+           "frame (no uniqueId: missed frames are not counted). "
+           "Examples: -im pvas -siu 0; -im ca -ic IOC:temperature -pf avg.py -pc Average")
     a("-ia", "--input-args", type=_json_object_arg, metavar="JSON",
       help="JSON object given to the processor as configDict['inputArgs'] (pvapy uses it "
            "for its EJFAT receiver only). Example: -ia '{\"site\": \"A\"}'")

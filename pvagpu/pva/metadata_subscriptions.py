@@ -15,12 +15,12 @@
     ``pip install 'pvagpu[ca]'``; its wheel ships libca, no EPICS
     installation needed). Each update is queued as an NTScalar /
     NTScalarArray ``Value`` (``value``, ``alarm``, ``timeStamp``) so
-    processors read CA and PVA metadata the same way. CA element types map
-    to p4p codes: DOUBLE 'd', FLOAT 'f', LONG 'i', SHORT 'h', CHAR 'B', ENUM
-    'H' (the index), STRING 's'; arrays get the 'a' prefix. ``alarm.status``
-    holds the CA alarm condition number. CA has no server-side queue, so
-    ``server_queue_size`` does not apply. Without pyepics, constructing a
-    CA subscription raises :class:`~pvagpu.errors.ConfigurationError`.
+    processors read CA and PVA metadata the same way; the monitor and the
+    conversion (CA element types to p4p codes, an ENUM as its index) are
+    :mod:`pvagpu.pva.ca_monitor`'s, shared with the CA input mode (-im ca).
+    CA has no server-side queue, so ``server_queue_size`` does not apply.
+    Without pyepics, constructing a CA subscription raises
+    :class:`~pvagpu.errors.ConfigurationError`.
 
 What the counters of :meth:`MetadataSubscription.stats` count is
 described in :mod:`pvagpu.pva.metadata` ("Queues and counters").
@@ -32,11 +32,10 @@ import threading
 import time
 from typing import Callable, Optional
 
-import numpy as np
-from p4p import Type, Value
+from p4p import Value
 from p4p.client.thread import Cancelled, Disconnected, Finished
 
-from ..errors import ConfigurationError
+from .ca_monitor import CaMonitor
 from .metadata_queue import MetadataQueue
 
 log = logging.getLogger(__name__)
@@ -172,88 +171,24 @@ class PvaSubscription(MetadataSubscription):
         self.connected = False
 
 
-#: CA DBR element type (pyepics' type name without time_/ctrl_) -> p4p code
-_CA_CODES = {"double": "d", "float": "f", "long": "i", "int": "h", "short": "h",
-             "char": "B", "enum": "H", "string": "s"}
-
-
-def _import_pyepics():
-    try:
-        import epics  # noqa: PLC0415 - optional dependency, imported on first use
-    except ImportError as exc:
-        raise ConfigurationError(
-            "ca:// metadata channels need pyepics: pip install pyepics "
-            f"(or pip install 'pvagpu[ca]'); importing it failed: {exc}") from None
-    return epics
-
-
 class CaSubscription(MetadataSubscription):
     protocol = "ca"
 
     def __init__(self, channel_id, name, queue_size, on_connect=None):
         super().__init__(channel_id, name, queue_size, on_connect)
-        self._epics = _import_pyepics()      # fail at configuration time
-        self._pv = None
-        self._types: dict[str, Type] = {}
+        # fails at configuration time without pyepics
+        self._monitor = CaMonitor(name, on_value=self._on_update, on_error=self._reject,
+                                  on_connection=self._set_connected,
+                                  needs="ca:// metadata channels need")
 
     def start(self, context=None) -> None:
-        self._pv = self._epics.PV(self.name, form="time", auto_monitor=True,
-                                  callback=self._on_update,
-                                  connection_callback=self._on_connection)
+        self._monitor.open()
 
-    def _on_connection(self, pvname=None, conn=False, **_kw) -> None:
-        self._set_connected(bool(conn))
-
-    def _type_for(self, code: str) -> Type:
-        typ = self._types.get(code)
-        if typ is None:
-            from p4p.nt import NTScalar
-            typ = self._types[code] = NTScalar.buildType(code)
-        return typ
-
-    def _to_value(self, kw: dict) -> Value:
-        ca_type = str(kw.get("type") or "")
-        base = ca_type.split("_", 1)[1] if "_" in ca_type else ca_type
-        code = _CA_CODES.get(base)
-        if code is None:
-            raise ValueError(f"unsupported CA type {ca_type!r}")
-        value = kw.get("value")
-        if isinstance(value, (np.ndarray, list, tuple)):
-            code = "a" + code
-            if code != "as":
-                value = np.asarray(value)
-        if "posixseconds" in kw and "nanoseconds" in kw:
-            seconds, nanos = int(kw["posixseconds"]), int(kw["nanoseconds"])
-        else:
-            stamp = float(kw.get("timestamp") or 0.0)
-            seconds = int(stamp)
-            nanos = int(round((stamp - seconds) * 1e9))
-        return Value(self._type_for(code), {
-            "value": value,
-            "alarm": {"severity": int(kw.get("severity") or 0), "status": int(kw.get("status") or 0)},
-            "timeStamp": {"secondsPastEpoch": seconds, "nanoseconds": nanos},
-        })
-
-    def _on_update(self, **kw) -> None:
+    def _on_update(self, value) -> None:
         if not self.connected:
             self._set_connected(True)
-        try:
-            value = self._to_value(kw)
-        except Exception as exc:  # noqa: BLE001 - counted, stream goes on
-            self._reject(f"cannot convert CA update: {exc}")
-            return
         self._deliver(value)
 
     def stop(self) -> None:
-        pv, self._pv = self._pv, None
+        self._monitor.close()
         self.connected = False
-        if pv is None:
-            return
-        chid = pv.chid
-        try:
-            pv.clear_callbacks()
-            pv.disconnect()
-            if chid is not None:
-                self._epics.ca.clear_channel(chid)
-        except Exception as exc:  # noqa: BLE001 - closing must not raise
-            log.debug("metadata channel %s: error while closing: %s", self.spec, exc)

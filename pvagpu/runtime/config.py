@@ -32,9 +32,9 @@ from .workers.plan import parse_gpu_list
 
 #: pvapy's OperationMode names and numbers (its configDict gives processors
 #: the number as inputMode/outputMode); pvagpu runs the modes listed in
-#: INPUT_MODES and OUTPUT_MODES (pvagpu.pva.input_record, .remote_output).
+#: INPUT_MODES and OUTPUT_MODES (pvagpu.pva.input_record, .ca_input, .remote_output).
 OPERATION_MODES = {"pva": 0, "pvas": 1, "rpc": 2, "ca": 3, "ejfat": 4}
-INPUT_MODES = ("pva", "pvas", "rpc")
+INPUT_MODES = ("pva", "pvas", "rpc", "ca")
 OUTPUT_MODES = ("pvas", "pva", "rpc")
 INPUT_MODE_PVA = OPERATION_MODES["pva"]
 OUTPUT_MODE_PVAS = OPERATION_MODES["pvas"]
@@ -103,7 +103,8 @@ class ConsumerConfig:
     #: comma-separated or a list (pvagpu.pva.access); None: this account, this host
     control_allow: Union[list, str, None] = None
     #: how frames come in (-im): pva (monitor the input channel), pvas (serve it as a
-    #: record that clients put frames into), rpc (serve it as an RPC service)
+    #: record that clients put frames into), rpc (serve it as an RPC service),
+    #: ca (monitor a Channel Access PV, pvagpu.pva.ca_input)
     input_mode: str = "pva"
     #: how output goes out (-om): pvas (served record), pva (put to a remote record),
     #: rpc (RPC to a remote service)
@@ -191,8 +192,8 @@ def parse_mode(mode, kind: str) -> str:
         return name
     if name == "ejfat":
         reason = "EJFAT transport (pvapy's E2SAR binding) is not part of pvagpu"
-    elif name == "ca" and kind == "input":
-        reason = "pvagpu receives frames over PV Access only (metadata channels may be CA: -mc)"
+    elif name == "ca":
+        reason = "Channel Access is an input mode only (pvapy has no CA output either)"
     else:
         reason = f"unknown {kind} mode"
     raise ConfigurationError(f"{kind} mode {mode!r}: {reason}; pvagpu runs the {kind} modes "
