@@ -232,7 +232,7 @@ def _offer_all(consumer, first: int, count: int, in_flight: int) -> None:
     oid = first
     while oid < first + count:
         if oid - first - (_answered(consumer) - (target - count)) >= in_flight:
-            time.sleep(0.0005)
+            time.sleep(0.002)       # polls cost CPU the workers need: not too often
             continue
         value["uniqueId"] = oid
         if offer(oid, value) is False:
@@ -240,7 +240,7 @@ def _offer_all(consumer, first: int, count: int, in_flight: int) -> None:
             continue
         oid += 1
     while _answered(consumer) < target:
-        time.sleep(0.0005)
+        time.sleep(0.002)
 
 
 def workers_rate(n_workers: int, frames: int, warmup: int, rounds: int) -> dict:
@@ -276,7 +276,7 @@ def workers_rate(n_workers: int, frames: int, warmup: int, rounds: int) -> dict:
 
 
 def run_workers(quick: bool) -> dict:
-    frames, warmup, rounds = (12, 2, 2) if quick else (40, 4, 3)
+    frames, warmup, rounds = (12, 2, 2) if quick else (80, 4, 3)
     rows = []
     for n in (0, 1, 2):
         row = workers_rate(n, frames, warmup, rounds)
