@@ -134,9 +134,12 @@ class FrameIntake:
     def account(self, oid) -> None:
         """Account missed frames up to ``oid``, an id the processor has
         authenticated (with :attr:`track_ids` False); the frames dropped as
-        overruns in the gap are not counted again."""
+        overruns in the gap are not counted again. None (nothing
+        authenticated) and the id accounted last are not accounted again."""
         ids = self.ids
         last = ids.last_id
+        if oid is None or oid == last:
+            return
         missed = ids.update(oid)
         if missed and self._dropped:
             dropped = [d for d in self._dropped if last < d < oid]

@@ -85,16 +85,17 @@ class FrameRunner:
 
     # -- one frame ----------------------------------------------------------
 
-    def run(self, oid, value) -> None:
+    def run(self, oid, value):
         """Process one frame (the hot path: on the PVA thread, or the
-        processing thread with queued delivery)."""
+        processing thread with queued delivery); the exception its
+        processing raised (counted already), or None."""
         with self.lock:
             if self._output_pending:
                 self._open_output(value)
             if oid is SKIPPED:
-                return
+                return None
             self.received(oid, oid)
-            self._process(oid, value)
+            return self._process(oid, value)
 
     # -- a batch -------------------------------------------------------------
 
@@ -158,13 +159,8 @@ class FrameRunner:
             return exc
         self.succeeded()
         if self._ids is not None:
-            self._account(self.processor.lastAuthenticatedId)
+            self._ids.account(self.processor.lastAuthenticatedId)
         return None
-
-    def _account(self, oid) -> None:
-        """Account ``oid``, the processor's last authenticated id, once."""
-        if oid is not None and oid != self._ids.ids.last_id:
-            self._ids.account(oid)
 
     def succeeded(self) -> None:
         """Count one frame processed."""

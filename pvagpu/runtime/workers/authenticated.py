@@ -29,12 +29,5 @@ class DispatchOrder:
         """Frame ``seq`` is over, with the authenticated id ``oid`` (None: none)."""
         self._settled[seq] = oid
         while self._next in self._settled:
-            oid = self._settled.pop(self._next)
+            self.intake.account(self._settled.pop(self._next))
             self._next += 1
-            if oid is not None and oid != self.intake.ids.last_id:
-                self.intake.account(oid)
-
-    @property
-    def waiting(self) -> int:
-        """Frames settled but not yet accounted (an earlier one is still out)."""
-        return len(self._settled)

@@ -189,19 +189,10 @@ class ConsumerWorker(UserMpDataProcessor):
     def _run_one(self, seq, oid, value, skipped=False) -> None:
         """Run one frame and answer it (with the id the processor
         authenticated, for a decryptor)."""
-        c = self.runner.counters
-        before = (c.n_errors, c.n_frame_errors, c.n_codec_errors)
-        self.runner.run(SKIPPED if skipped else oid, value)
+        exc = self.runner.run(SKIPPED if skipped else oid, value)
         if skipped:
             return
-        if c.n_errors == before[0]:
-            outcome = None
-        elif c.n_frame_errors != before[1]:
-            outcome = FRAME_ERROR
-        elif c.n_codec_errors != before[2]:
-            outcome = CODEC_ERROR
-        else:
-            outcome = OTHER_ERROR
+        outcome = outcome_of(exc)
         if self.authenticated:
             self._send(DONE, None, seq, outcome,
                        None if outcome else getattr(self.processor, "lastAuthenticatedId", None))
