@@ -6,6 +6,7 @@ several processes can share the same settings: the first binds the TCP port,
 the others fall back to a free one, and searches reach all of them through
 the shared UDP port.
 """
+import importlib.util
 import logging
 import os
 import subprocess
@@ -56,6 +57,15 @@ def wait_for(condition, timeout=10.0, interval=0.02, message="condition"):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def need_installed(*packages):
+    """Skip the test unless the optional ``packages`` are installed, without
+    importing them (softioc's import would change this process's later CA
+    clients)."""
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} (an optional dependency) is not installed")
 
 
 class Processes:

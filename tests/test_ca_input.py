@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from p4p.client.thread import Context
 
-from conftest import wait_for
+from conftest import need_installed, wait_for
 from pvagpu.cli import consumer as cli
 from pvagpu.consumer import Consumer
 from pvagpu.errors import ConfigurationError
@@ -195,9 +195,7 @@ def stamp(value):
 
 @pytest.mark.pva
 def test_consumers_process_every_ca_update(processes, tmp_path):
-    for package in ("softioc", "epics"):   # not imported here (see the module docstring)
-        if importlib.util.find_spec(package) is None:
-            pytest.skip(f"{package} (an optional dependency) is not installed")
+    need_installed("softioc", "epics")
     processes.env.update(ca_loopback_env())
     n, seed, pv = 30, 11, "cai:x"
     rng = np.random.default_rng(seed + 1)          # the sim server's metadata values

@@ -15,7 +15,6 @@ Test processors are written to files and loaded with -pf (each worker
 loads its own instance from the spec); they append every uniqueId they
 process to a file of their own process, ``ids-<pid>.txt``.
 """
-import importlib.util
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from conftest import wait_for
+from conftest import need_installed, wait_for
 from pvagpu import ntnda
 from pvagpu.cli.consumer import main as cli_main
 from pvagpu.consumer import Consumer
@@ -524,9 +523,7 @@ def test_each_worker_runs_its_frames_in_batches(flush, feed, tmp_path):
 def test_cli_workers_with_ca_metadata_and_batches(processes, client, tmp_path):
     """pvagpu-sim-server puts a CA metadata value just before each frame (its
     embedded IOC); each of 2 workers subscribes over CA itself and pairs it."""
-    for package in ("softioc", "epics"):   # not imported here: softioc's import would change
-        if importlib.util.find_spec(package) is None:   # this process's later CA clients
-            pytest.skip(f"{package} (an optional dependency) is not installed")
+    need_installed("softioc", "epics")
     processes.env.update(ca_loopback_env())   # the workers inherit the consumer's environment
     n = 20
     (tmp_path / "rec.py").write_text(RECORDER)

@@ -7,7 +7,6 @@ back bit for bit through pvagpu's decoders. The CA IOC is started in a
 sim-server subprocess only (EPICS runs one IOC per process), on a private
 loopback CA network (pva.loopback.ca_loopback_env).
 """
-import importlib.util
 import json
 import re
 import signal
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from p4p.client.thread import Context
 
-from conftest import wait_for
+from conftest import need_installed, wait_for
 from pvagpu import ntnda
 from pvagpu.cli import sim_server as cli
 from pvagpu.errors import ConfigurationError
@@ -256,16 +255,8 @@ def test_ca_metadata_without_softioc_names_the_extra(monkeypatch, capsys):
     assert "softioc package" in capsys.readouterr().err
 
 
-def need(*packages):
-    """Skip unless the optional packages are installed, without importing
-    them: softioc's import would change this process's later CA clients."""
-    for package in packages:
-        if importlib.util.find_spec(package) is None:
-            pytest.skip(f"{package} (an optional dependency) is not installed")
-
-
 def test_one_ioc_per_process_is_said_clearly(monkeypatch):
-    need("softioc")
+    need_installed("softioc")
     monkeypatch.setattr(sim_ca, "_records", {"det:x": object()})
     sim_ca.check(["det:x"])  # the same records again: fine
     with pytest.raises(ConfigurationError, match="one IOC per process"):
@@ -324,7 +315,7 @@ PAIRING_PROCESSOR = textwrap.dedent('''
 
 @pytest.mark.pva
 def test_ca_metadata_pvs_reach_pyepics_and_the_consumer(processes, tmp_path):
-    need("softioc", "epics")
+    need_installed("softioc", "epics")
     processes.env.update(ca_loopback_env())
     frames = images(5, (32, 48))
     path = write_hdf5(tmp_path, "bslz4", frames)
