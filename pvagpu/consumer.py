@@ -136,7 +136,7 @@ class Consumer:
         self.statistics = ConsumerStatistics(
             self.consumer_id, self.input_channel, processor=processor, receiver=self.receiver,
             delivery=self.delivery, runner=self.runner, publisher=self.publisher,
-            metadata=self.metadata, workers=self.workers)
+            metadata=self.metadata, workers=self.workers, id_field=self.ID_FIELD)
         self.housekeeping = Housekeeping(self, runtime=config.runtime,
                                          report_period=config.report_period,
                                          status_period=config.status_period)

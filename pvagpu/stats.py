@@ -218,12 +218,13 @@ def build_stats(*, consumer_id: int, input_channel: str, receiver: ReceiverCount
                 queue_length: int, queue_max: int, processor: ProcessorCounters,
                 publisher: PublisherCounters | None, connected: bool = False,
                 user_stats: dict | None = None, metadata_stats: dict | None = None,
-                now: float | None = None) -> dict:
+                now: float | None = None, id_field: str = "consumerId") -> dict:
     """The pvapy-structured statistics dictionary of one consumer.
 
     Rates divide by the receiving time (last minus first processed object
     time), as pvapy's do; ``runtime`` is the time since start or the last
-    reset (until ``endTime`` once stopped)."""
+    reset (until ``endTime`` once stopped). ``id_field`` names the id
+    (a collector's is ``collectorId``, as pvapy's)."""
     now = time.time() if now is None else now
     r = receiver.counts()
     p = processor.counts()
@@ -267,7 +268,7 @@ def build_stats(*, consumer_id: int, input_channel: str, receiver: ReceiverCount
     else:
         publisher_stats = {}
     return {
-        "consumerId": consumer_id,
+        id_field: consumer_id,          # a collector's is collectorId
         "inputChannel": input_channel,
         "receiverStats": receiver_stats,
         "queueStats": queue_stats,

@@ -136,7 +136,6 @@ class CollectorStatistics:
 
     def collect(self) -> dict:
         stats = self.base.collect()
-        stats = {Collector.ID_FIELD: stats.pop("consumerId", 0), **stats}
         receiving = stats["processorStats"]["receivingTime"]
 
         def rate(n):

@@ -27,8 +27,9 @@ class ConsumerStatistics:
     """The statistics of one consumer, from the parts that count."""
 
     def __init__(self, consumer_id: int, input_channel: str, *, processor, receiver, delivery,
-                 runner, publisher=None, metadata=None, workers=None):
+                 runner, publisher=None, metadata=None, workers=None, id_field="consumerId"):
         self.consumer_id = consumer_id
+        self.id_field = id_field
         self.input_channel = input_channel
         self.processor = processor
         self.receiver = receiver
@@ -71,7 +72,8 @@ class ConsumerStatistics:
             publisher=self.publisher.counters if self.publisher is not None else None,
             connected=self.receiver.connected,
             user_stats=self.processor_stats(),
-            metadata_stats=self.metadata.stats(receiving or None) if self.metadata else None)
+            metadata_stats=self.metadata.stats(receiving or None) if self.metadata else None,
+            id_field=self.id_field)
         if self.workers is not None:   # after processor_stats() asked every worker
             stats.update(self.workers.sections())
         return stats
